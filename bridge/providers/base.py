@@ -1,0 +1,243 @@
+"""The interface every carrier adapter implements, and the helpers they share.
+
+A carrier adapter turns our ``OutboundSms`` into its carrier's HTTP call, and its carrier's
+webhooks into our ``InboundEvent``s. It knows nothing about SIP, routing or storage.
+
+To add a carrier: write one module with a ``Config`` model (its ``type`` literal is the name
+used in the config file) and a ``Provider`` subclass, then add one line to ``registry.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
+from bridge.secrets import Secret, reveal
+
+
+class ProviderConfig(BaseModel):
+    """Fields every carrier has. Each adapter subclasses this with its own credentials."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    type: str
+    # Where the carrier's API lives. Only changed to point at a regional endpoint, or at a
+    # local server speaking the carrier's wire format (the tests do).
+    api_base: HttpUrl | None = None
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # A random string that must appear as the last path element of the webhook URL. Required
+    # for carriers that do not sign their webhooks; optional defence in depth for the others.
+    webhook_token: Secret | None = None
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A carrier's HTTP request to our webhook, free of any web framework types."""
+
+    method: str
+    url: str  # the public URL the carrier called, query string included
+    headers: Mapping[str, str]  # case-insensitive
+    query: Sequence[tuple[str, str]]
+    body: bytes
+    remote: str  # client address ("127.0.0.1")
+    path_token: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+    def form(self) -> list[tuple[str, str]]:
+        """Parameters of a form POST, or of the query string for a GET webhook."""
+        if self.method == "GET":
+            return list(self.query)
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WebhookMalformed("form body is not UTF-8") from None
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=False)
+
+    def form_dict(self) -> dict[str, str]:
+        return dict(self.form())
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise WebhookMalformed("body is not valid JSON") from None
+
+
+class WebhookRejected(Exception):
+    """A webhook we refuse. The message is safe to log; the HTTP answer carries no detail."""
+
+    status = 400
+
+
+class WebhookUnauthorized(WebhookRejected):
+    status = 403
+
+
+class WebhookMalformed(WebhookRejected):
+    status = 400
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """What we answer a carrier once its events are safely stored."""
+
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+def require(mapping: Mapping[str, Any], key: str, what: str = "field") -> Any:
+    """A required field of a webhook payload, or a clean 400."""
+    if not isinstance(mapping, Mapping) or key not in mapping or mapping[key] in (None, ""):
+        raise WebhookMalformed(f"missing {what} {key!r}")
+    return mapping[key]
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic ``Authorization`` header (RFC 7617, UTF-8)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def bearer_auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
+    a_bytes = a.encode() if isinstance(a, str) else a
+    b_bytes = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(a_bytes, b_bytes)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date; the dispatcher's own backoff applies
+
+
+def classify_http_failure(status: int, reason: str, headers: Mapping[str, str]) -> SendFailed:
+    """The shared rule: 408, 425, 429 and 5xx are worth retrying; other 4xx are permanent."""
+    retryable = status in (408, 425, 429) or status >= 500
+    return SendFailed(
+        reason=f"HTTP {status}: {reason}"[:500],
+        retryable=retryable,
+        retry_after=retry_after_seconds(headers.get("Retry-After")),
+        code=str(status),
+    )
+
+
+class Provider:
+    """Base class of the carrier adapters."""
+
+    Config: ClassVar[type[ProviderConfig]] = ProviderConfig
+    default_api_base: ClassVar[str] = ""
+    # One sentence shown by check-config: how this carrier's webhooks are authenticated.
+    webhook_auth: ClassVar[str] = "a secret token in the webhook URL path"
+    # Carriers that document no webhook authentication must be given a webhook_token.
+    requires_webhook_token: ClassVar[bool] = False
+    # What the carrier accepts as a webhook request body.
+    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
+        {"application/json", "application/x-www-form-urlencoded"}
+    )
+
+    def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
+        self.config = config
+        self.name = config.name
+        self.public_url = public_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP session this provider keeps for the life of the process."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
+                headers={"User-Agent": "sip-sms-bridge"},
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"provider {self.name} is not started")
+        return self._session
+
+    @property
+    def api_base(self) -> str:
+        return str(self.config.api_base or self.default_api_base).rstrip("/")
+
+    # --- the interface ----------------------------------------------------------------------
+
+    async def send(self, msg: OutboundSms) -> SendResult:
+        """Send one message. Never raises for carrier or network trouble: that is a
+        ``SendFailed`` with ``retryable`` set."""
+        try:
+            return await self._send(msg)
+        except (TimeoutError, asyncio.TimeoutError):
+            return SendFailed("timed out waiting for the carrier", retryable=True)
+        except aiohttp.ClientError as exc:
+            return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
+        raise NotImplementedError
+
+    def verify(self, req: WebhookRequest) -> None:
+        """Raise ``WebhookUnauthorized`` unless the request really comes from the carrier.
+
+        The base class checks the URL path token when one is configured; adapters with a
+        signature scheme call ``super().verify(req)`` and then check the signature.
+        """
+        token = self.config.webhook_token
+        if token is not None or self.requires_webhook_token:
+            expected = reveal(token)
+            if not expected or not req.path_token:
+                raise WebhookUnauthorized("webhook URL token missing")
+            if not constant_time_equal(req.path_token, expected):
+                raise WebhookUnauthorized("webhook URL token does not match")
+
+    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
+        """Turn a verified webhook into events. Raise ``WebhookMalformed`` on a bad payload.
+        Events the bridge does not act on (e.g. a carrier's "queued" status) may be dropped."""
+        raise NotImplementedError
+
+    def answer(self, events: Sequence[InboundEvent]) -> WebhookAnswer:
+        """The HTTP answer once the events are stored."""
+        return WebhookAnswer()
+
+    def webhook_path(self, *, masked: bool = False) -> str:
+        path = f"/webhooks/{self.name}"
+        if self.config.webhook_token is not None:
+            path += "/<webhook_token>" if masked else "/" + reveal(self.config.webhook_token)
+        return path
+
+    def webhook_url(self, *, masked: bool = False) -> str:
+        """The URL to paste into the carrier's portal (also sent as a status callback)."""
+        return self.public_url + self.webhook_path(masked=masked)

@@ -1,0 +1,196 @@
+"""Twilio Programmable Messaging (API 2010-04-01).
+
+Facts and sources (see also shared providers.md §1):
+- Send: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, HTTP Basic
+  (AccountSid:AuthToken, or an API key SID:secret), form fields ``To``, ``From``, ``Body``,
+  ``MediaUrl`` (repeated), ``StatusCallback``. Success is 201 with ``sid``. Errors are JSON
+  ``{"code", "message", "more_info", "status"}``. [spec] twilio-oai twilio_api_v2010.json
+- Inbound and status webhooks are form POSTs (GET if so configured); media are ``MediaUrl{N}``
+  / ``MediaContentType{N}`` with N from 0. We answer an empty TwiML ``<Response/>``. [doc]
+- ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + sorted name+value pairs)),
+  checked with and without the default port, since Twilio is inconsistent about it; JSON
+  bodies carry ``bodySHA256`` in the URL instead. [sdk] twilio-python request_validator.py
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from pydantic import Field
+
+from bridge.model import (
+    DeliveryReport,
+    InboundEvent,
+    InboundMessage,
+    MediaRef,
+    OutboundSms,
+    SendFailed,
+    SendResult,
+    Sent,
+    State,
+)
+from bridge.numbers import InvalidNumber, from_carrier
+from bridge.providers.base import (
+    Provider,
+    ProviderConfig,
+    WebhookAnswer,
+    WebhookMalformed,
+    WebhookRequest,
+    WebhookUnauthorized,
+    basic_auth,
+    classify_http_failure,
+    constant_time_equal,
+    require,
+)
+from bridge.secrets import Secret, reveal
+
+
+class TwilioConfig(ProviderConfig):
+    type: Literal["twilio"]
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: Secret  # signs webhooks; also the API password unless an API key is given
+    api_key_sid: str | None = Field(default=None, pattern=r"^SK[0-9a-fA-F]{32}$")
+    api_key_secret: Secret | None = None
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    status_callback: bool = True  # ask Twilio to post delivery reports to our webhook
+
+
+# Twilio's message status vocabulary mapped to ours; statuses absent here carry no news.
+STATUS_MAP: dict[str, State] = {
+    "sent": State.SENT,
+    "delivered": State.DELIVERED,
+    "read": State.DELIVERED,
+    "undelivered": State.FAILED,
+    "failed": State.FAILED,
+    "canceled": State.FAILED,
+}
+INBOUND_STATUSES = frozenset({"received", "receiving", ""})
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
+    """The signature Twilio computes: URL, then each name+value sorted by name then value."""
+    payload = url + "".join(k + v for k, v in sorted(params))
+    digest = hmac.new(auth_token.encode(), payload.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _port_variants(url: str) -> list[str]:
+    """The URL as given, with the default port added, and with it removed."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    without = urlunsplit(parts._replace(netloc=userinfo + host))
+    with_port = urlunsplit(parts._replace(netloc=f"{userinfo}{host}:{parts.port or default}"))
+    return list(dict.fromkeys([url, without, with_port]))
+
+
+class TwilioProvider(Provider):
+    Config = TwilioConfig
+    default_api_base = "https://api.twilio.com"
+    webhook_auth = "X-Twilio-Signature (HMAC-SHA1 with the auth token)"
+    config: TwilioConfig
+
+    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
+        {"application/x-www-form-urlencoded", "application/json"}
+    )
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
+        cfg = self.config
+        form: list[tuple[str, str]] = [("To", msg.to_number), ("Body", msg.text)]
+        if msg.sender_id:
+            form.append(("From", msg.sender_id))
+        elif cfg.messaging_service_sid and not msg.from_number:
+            form.append(("MessagingServiceSid", cfg.messaging_service_sid))
+        else:
+            form.append(("From", msg.from_number))
+        form.extend(("MediaUrl", m.url) for m in msg.media)
+        if cfg.status_callback:
+            form.append(("StatusCallback", self.webhook_url()))
+        if cfg.api_key_sid and cfg.api_key_secret:
+            user, password = cfg.api_key_sid, reveal(cfg.api_key_secret)
+        else:
+            user, password = cfg.account_sid, reveal(cfg.auth_token)
+        url = f"{self.api_base}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
+        async with self.http.post(url, data=form, headers=basic_auth(user, password)) as resp:
+            try:
+                payload = await resp.json(content_type=None)
+            except ValueError:
+                payload = {}
+            if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
+                return Sent(str(payload["sid"]), detail=str(payload.get("status", "")))
+            return self._failure(resp.status, payload, resp.headers)
+
+    @staticmethod
+    def _failure(status: int, payload: object, headers) -> SendFailed:
+        body = payload if isinstance(payload, dict) else {}
+        message = str(body.get("message") or body.get("detail") or body.get("title") or "")
+        failure = classify_http_failure(status, message or "no error message", headers)
+        code = body.get("code")
+        if code is not None:
+            return SendFailed(
+                reason=f"Twilio error {code}: {message}"[:500],
+                retryable=failure.retryable,
+                retry_after=failure.retry_after,
+                code=str(code),
+            )
+        return failure
+
+    def verify(self, req: WebhookRequest) -> None:
+        super().verify(req)
+        signature = req.headers.get("X-Twilio-Signature", "")
+        if not signature:
+            raise WebhookUnauthorized("X-Twilio-Signature header missing")
+        token = reveal(self.config.auth_token)
+        query = parse_qs(urlsplit(req.url).query)
+        if "bodySHA256" in query:
+            # JSON webhooks: the signature covers the URL only, the body is hashed into it.
+            body_hash = hashlib.sha256(req.body).hexdigest()
+            if not constant_time_equal(body_hash, query["bodySHA256"][0]):
+                raise WebhookUnauthorized("bodySHA256 does not match the body")
+            params: list[tuple[str, str]] = []
+        else:
+            params = req.form() if req.method == "POST" else []
+        for url in _port_variants(req.url):
+            if constant_time_equal(twilio_signature(token, url, params), signature):
+                return
+        raise WebhookUnauthorized("X-Twilio-Signature does not match")
+
+    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
+        fields = req.form_dict()
+        sid = require(fields, "MessageSid") if "MessageSid" in fields else require(fields, "SmsSid")
+        status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
+        if status not in INBOUND_STATUSES:
+            state = STATUS_MAP.get(status)
+            if state is None:
+                return []
+            error = fields.get("ErrorCode") or None
+            if error and fields.get("ErrorMessage"):
+                error = f"{error}: {fields['ErrorMessage']}"
+            return [DeliveryReport(sid, state, carrier_status=status, error=error)]
+        try:
+            sender = from_carrier(require(fields, "From"), self.config.default_region)
+            recipient = from_carrier(require(fields, "To"), self.config.default_region)
+        except InvalidNumber as exc:
+            raise WebhookMalformed(str(exc)) from None
+        media = []
+        try:
+            count = min(int(fields.get("NumMedia") or 0), 10)
+        except ValueError:
+            raise WebhookMalformed("NumMedia is not a number") from None
+        for index in range(count):
+            url = fields.get(f"MediaUrl{index}")
+            if url:
+                media.append(MediaRef(url, fields.get(f"MediaContentType{index}")))
+        return [InboundMessage(sid, sender, recipient, fields.get("Body", ""), tuple(media))]
+
+    def answer(self, events: Sequence[InboundEvent]) -> WebhookAnswer:
+        return WebhookAnswer(200, EMPTY_TWIML, "text/xml")

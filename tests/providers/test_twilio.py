@@ -1,0 +1,173 @@
+"""Twilio adapter: the request it sends, the webhooks it accepts, signed by Twilio's own SDK."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from bridge.model import DeliveryReport, InboundMessage, OutboundSms, SendFailed, Sent, State
+from bridge.providers.base import WebhookRequest, WebhookUnauthorized
+from bridge.providers.twilio import TwilioConfig, TwilioProvider, twilio_signature
+from tests.carrier_server import CannedResponse, CarrierServer
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "twilio-test-auth-token"
+PUBLIC = "https://bridge.example.com"
+
+
+def make_provider(api_base: str = "https://api.twilio.com", **extra) -> TwilioProvider:
+    cfg = TwilioConfig(name="tw", type="twilio", account_sid=SID, auth_token=TOKEN,
+                       api_base=api_base, timeout_seconds=2, **extra)
+    return TwilioProvider(cfg, public_url=PUBLIC)
+
+
+def signed_request(provider: TwilioProvider, params: dict[str, str], token: str = TOKEN):
+    url = provider.webhook_url()
+    signature = RequestValidator(token).compute_signature(url, params)
+    return WebhookRequest(
+        method="POST", url=url,
+        headers={"X-Twilio-Signature": signature,
+                 "Content-Type": "application/x-www-form-urlencoded"},
+        query=[], body=urlencode(params).encode(), remote="127.0.0.1",
+    )
+
+
+def test_signature_matches_published_vector():
+    params = [("CallSid", "CA1234567890ABCDE"), ("Caller", "+14158675309"),
+              ("Digits", "1234"), ("From", "+14158675309"), ("To", "+18005551212")]
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+async def test_send_is_the_documented_request():
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(201, {"sid": "SM" + "1" * 32, "status": "queued"}))
+        provider = make_provider(srv.url)
+        await provider.start()
+        try:
+            result = await provider.send(OutboundSms(1, "+15551230001", "+15557654321",
+                                                     "héllo 😀"))
+        finally:
+            await provider.close()
+    assert result == Sent("SM" + "1" * 32, detail="queued")
+    (req,) = srv.requests
+    assert req.method == "POST"
+    assert req.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
+    assert req.content_type == "application/x-www-form-urlencoded"
+    import base64
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(
+        f"{SID}:{TOKEN}".encode()).decode()
+    form = dict(req.form())
+    assert form["To"] == "+15557654321"
+    assert form["From"] == "+15551230001"
+    assert form["Body"] == "héllo 😀"
+    assert form["StatusCallback"] == f"{PUBLIC}/webhooks/tw"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "retryable", "code"),
+    [
+        (400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400},
+         {}, False, "21211"),
+        (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient"},
+         {}, False, "21610"),
+        (429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "3"}, True,
+         "20429"),
+        (500, {"code": 20500, "message": "Internal Server Error"}, {}, True, "20500"),
+        (503, "<html>unavailable</html>", {}, True, "503"),
+    ],
+)
+async def test_send_errors_are_classified(status, body, headers, retryable, code):
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(status, body, headers))
+        provider = make_provider(srv.url)
+        await provider.start()
+        try:
+            result = await provider.send(OutboundSms(1, "+15551230001", "+15557654321", "x"))
+        finally:
+            await provider.close()
+    assert isinstance(result, SendFailed)
+    assert result.retryable is retryable
+    assert result.code == code
+    if "Retry-After" in headers:
+        assert result.retry_after == 3.0
+
+
+async def test_send_timeout_is_retryable():
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(201, {"sid": "SMx"}, delay=3))
+        provider = make_provider(srv.url)
+        await provider.start()
+        try:
+            result = await provider.send(OutboundSms(1, "+15551230001", "+15557654321", "x"))
+        finally:
+            await provider.close()
+    assert isinstance(result, SendFailed) and result.retryable
+
+
+def test_inbound_mms_signed_by_sdk_parses():
+    provider = make_provider()
+    params = {
+        "MessageSid": "MM" + "a" * 32, "SmsSid": "MM" + "a" * 32, "AccountSid": SID,
+        "From": "+14155550100", "To": "+14155550199", "Body": "Hi 👋", "NumMedia": "1",
+        "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME1",
+        "MediaContentType0": "image/jpeg", "NumSegments": "1", "SmsStatus": "received",
+    }
+    req = signed_request(provider, params)
+    provider.verify(req)
+    (event,) = provider.parse(req)
+    assert isinstance(event, InboundMessage)
+    assert event.carrier_id == "MM" + "a" * 32
+    assert (event.from_number, event.to_number, event.text) == (
+        "+14155550100", "+14155550199", "Hi 👋")
+    assert event.media[0].content_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [("delivered", State.DELIVERED), ("undelivered", State.FAILED), ("sent", State.SENT)],
+)
+def test_status_callback_parses(status, state):
+    provider = make_provider()
+    req = signed_request(provider, {"MessageSid": "SM1", "MessageStatus": status,
+                                    "ErrorCode": "30003" if state is State.FAILED else "",
+                                    "AccountSid": SID, "From": "+1", "To": "+2"})
+    provider.verify(req)
+    (event,) = provider.parse(req)
+    assert event == DeliveryReport("SM1", state, carrier_status=status,
+                                   error="30003" if state is State.FAILED else None)
+
+
+def test_queued_status_carries_no_event():
+    provider = make_provider()
+    req = signed_request(provider, {"MessageSid": "SM1", "MessageStatus": "queued"})
+    assert provider.parse(req) == []
+
+
+@pytest.mark.parametrize("tamper", ["wrong_token", "body", "missing", "url"])
+def test_bad_signatures_are_refused(tamper):
+    provider = make_provider()
+    params = {"MessageSid": "SM1", "From": "+14155550100", "To": "+14155550199", "Body": "x"}
+    req = signed_request(provider, params, token="wrong" if tamper == "wrong_token" else TOKEN)
+    if tamper == "body":
+        req = WebhookRequest(req.method, req.url, req.headers, [],
+                             req.body.replace(b"Body=x", b"Body=y"), req.remote)
+    elif tamper == "missing":
+        req = WebhookRequest(req.method, req.url, {}, [], req.body, req.remote)
+    elif tamper == "url":
+        req = WebhookRequest(req.method, req.url + "?x=1", req.headers, [], req.body,
+                             req.remote)
+    with pytest.raises(WebhookUnauthorized):
+        provider.verify(req)
+
+
+def test_signature_accepted_with_explicit_default_port():
+    provider = make_provider()
+    params = {"MessageSid": "SM1", "From": "+14155550100", "To": "+14155550199", "Body": "x"}
+    url = provider.webhook_url().replace("bridge.example.com", "bridge.example.com:443")
+    signature = RequestValidator(TOKEN).compute_signature(url, params)
+    req = WebhookRequest("POST", provider.webhook_url(), {"X-Twilio-Signature": signature},
+                         [], urlencode(params).encode(), "127.0.0.1")
+    provider.verify(req)
