@@ -155,6 +155,8 @@ class Provider:
     webhook_auth: ClassVar[str] = "a secret token in the webhook URL path"
     # Carriers that document no webhook authentication must be given a webhook_token.
     requires_webhook_token: ClassVar[bool] = False
+    # Carrier error codes (``SendFailed.code``) meaning the recipient opted out (STOP).
+    opt_out_codes: ClassVar[frozenset[str]] = frozenset()
     # What the carrier accepts as a webhook request body.
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
         {"application/json", "application/x-www-form-urlencoded"}

@@ -97,6 +97,7 @@ class TwilioProvider(Provider):
     Config = TwilioConfig
     default_api_base = "https://api.twilio.com"
     webhook_auth = "X-Twilio-Signature (HMAC-SHA1 with the auth token)"
+    opt_out_codes = frozenset({"21610"})
     config: TwilioConfig
 
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
