@@ -7,7 +7,7 @@ Everything here is pure data: frozen dataclasses that validate themselves, no I/
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Direction(enum.StrEnum):
@@ -151,13 +151,10 @@ InboundEvent = InboundMessage | DeliveryReport
 class SipMessage:
     """A SIP MESSAGE the engine received, reduced to what the core needs."""
 
-    account: str
-    from_user: str  # the sending extension
+    account: str  # the SIP account (registration, or the trunk listener) it reached
     from_uri: str
-    to_user: str  # who the phone addressed: a number, possibly with a DID selector
     to_uri: str
     content_type: str
-    body: str
-    source: str  # "host:port" the request came from
+    body: bytes  # as received; decoding by its charset is the core's job
+    source: str  # "host:port" it came from
     call_id: str = ""
-    extra: dict[str, str] = field(default_factory=dict)

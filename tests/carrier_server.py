@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,6 +53,8 @@ class CarrierServer:
         self.requests: list[RecordedRequest] = []
         self.responses: deque[CannedResponse] = deque()
         self.default = CannedResponse()
+        # When set, computes the answer to each request (after the queued responses run out).
+        self.responder: Callable[[RecordedRequest], CannedResponse] | None = None
         self.files: dict[str, tuple[bytes, str]] = {}  # path -> (bytes, content type)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -78,7 +81,12 @@ class CarrierServer:
             )
         )
         self.arrived.set()
-        canned = self.responses.popleft() if self.responses else self.default
+        if self.responses:
+            canned = self.responses.popleft()
+        elif self.responder is not None:
+            canned = self.responder(self.requests[-1])
+        else:
+            canned = self.default
         if canned.delay:
             await asyncio.sleep(canned.delay)
         body = canned.body

@@ -78,6 +78,8 @@ class WebhookRequest:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise WebhookMalformed("body is not valid JSON") from None
+        except RecursionError:
+            raise WebhookMalformed("JSON nested too deeply") from None
 
 
 class WebhookRejected(Exception):

@@ -1,0 +1,147 @@
+"""Wiring and lifecycle: the one place that builds the parts from settings and runs them.
+
+Start order: store (migrate, resume work that was in flight) -> providers -> SIP engine ->
+web server -> dispatchers -> READY. Stop order is the reverse; anything unfinished stays in
+the store and resumes at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+
+from bridge.core import Bridge, Notifier
+from bridge.dispatch import Dispatcher, RetryPolicy
+from bridge.model import Direction
+from bridge.providers.base import Provider
+from bridge.providers.registry import provider_class
+from bridge.routing import Router
+from bridge.settings import Settings
+from bridge.sip.engine import SipEngine
+from bridge.store import Store
+from bridge.web.server import WebhookServer
+
+log = logging.getLogger("bridge.app")
+
+DB_FILE = "bridge.sqlite3"
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    return {
+        cfg.name: provider_class(cfg.type)(cfg, public_url=settings.bridge.public_url)
+        for cfg in settings.providers
+    }
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+
+
+class Application:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.bridge.state_dir / DB_FILE,
+                           durability=settings.bridge.durability)
+        self.router = Router(settings)
+        self.providers: Mapping[str, Provider] = build_providers(settings)
+        delivery = settings.delivery
+        policy = RetryPolicy(first=delivery.first_retry_seconds,
+                             maximum=delivery.max_retry_seconds)
+        self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message)
+        self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
+                             Notifier(self._wake_outbound, self._wake_inbound))
+        self.outbound = Dispatcher(Direction.OUT, self.store, self.bridge.send_sms,
+                                   self.bridge.finished, policy, delivery.carrier_concurrency)
+        self.inbound = Dispatcher(Direction.IN, self.store, self.bridge.send_sip_message,
+                                  self.bridge.finished, policy, delivery.sip_concurrency)
+        self.web = WebhookServer(self.providers, self.bridge.on_carrier_events,
+                                 settings.bridge.public_url, settings.web.max_body_bytes,
+                                 self.readiness)
+        self._intake: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+
+    def _wake_outbound(self) -> None:
+        self.outbound.wake()
+
+    def _wake_inbound(self) -> None:
+        self.inbound.wake()
+
+    def _on_sip_message(self, message) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(self.bridge.on_sip_message(message))
+        self._intake.add(task)
+        task.add_done_callback(self._intake.discard)
+
+    async def readiness(self) -> dict[str, object]:
+        accounts = {}
+        for account in self.settings.accounts:
+            if account.mode == "register":
+                reg = self.sip.registrations.get(account.name)
+                accounts[account.name] = {
+                    "ok": bool(reg and reg.registered),
+                    "registration": f"{reg.code} {reg.reason}" if reg else "not started",
+                }
+            else:
+                accounts[account.name] = {"ok": True, "registration": "trunk"}
+        try:
+            await self.store.next_due_at(Direction.OUT)
+            store_ok = True
+        except Exception:
+            store_ok = False
+        return {"store": {"ok": store_ok}, "accounts": {
+            "ok": all(a["ok"] for a in accounts.values()), **accounts}}
+
+    async def start(self) -> None:
+        await self.store.open()
+        resumed = await self.store.recover()
+        if resumed:
+            log.info("resumed %d messages that were in flight at the last stop", resumed)
+        for provider in self.providers.values():
+            await provider.start()
+        await self.sip.start()
+        await self.web.start(self.settings.web.listen, self.settings.web.port)
+        self.outbound.start()
+        self.inbound.start()
+        sd_notify("READY=1")
+        log.info("sip-sms-bridge ready")
+
+    async def stop(self) -> None:
+        sd_notify("STOPPING=1")
+        log.info("stopping")
+        await self.web.stop()  # no new webhooks
+        if self._intake:
+            await asyncio.wait(self._intake, timeout=5)
+        await self.outbound.stop()
+        await self.inbound.stop()
+        await self.sip.stop()
+        for provider in self.providers.values():
+            await provider.close()
+        await self.store.close()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()

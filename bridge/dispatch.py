@@ -1,0 +1,189 @@
+"""Dispatch: workers that take due messages from the store and attempt them, with retry,
+capped exponential backoff with jitter, and expiry.
+
+The policy (``next_attempt``) is a pure function; the ``Dispatcher`` is the loop around it.
+One dispatcher per direction: phone->SMS attempts a carrier API call, SMS->phone attempts a
+SIP MESSAGE. The attempt itself is a callable supplied by the app, so this module knows
+neither carriers nor SIP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bridge.model import Direction, State
+from bridge.store import StoredMessage, Store
+
+log = logging.getLogger("bridge.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The attempt succeeded: the message moves to ``state`` (SENT or DELIVERED)."""
+
+    state: State
+    carrier_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Worth another attempt later (carrier 5xx/429/timeout, phone offline)."""
+
+    reason: str
+    after: float | None = None  # e.g. the carrier's Retry-After
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Permanent: no attempt will succeed."""
+
+    reason: str
+
+
+Outcome = Done | Retry | Fail
+Attempt = Callable[[StoredMessage], Awaitable[Outcome]]
+Finished = Callable[[StoredMessage, State, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    first: float = 5.0
+    maximum: float = 300.0
+    jitter: float = 0.2  # +/- fraction, so retries after an outage do not arrive in lockstep
+
+
+def next_attempt(
+    policy: RetryPolicy, attempts: int, now: float, expires_at: float,
+    retry_after: float | None = None, rand: Callable[[], float] = random.random,
+) -> float | None:
+    """When to try again after ``attempts`` failed attempts, or None if the message will
+    have expired by then."""
+    delay = min(policy.maximum, policy.first * 2 ** max(0, attempts - 1))
+    delay *= 1 + policy.jitter * (2 * rand() - 1)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.maximum))
+    at = now + delay
+    return None if at > expires_at else at
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        direction: Direction,
+        store: Store,
+        attempt: Attempt,
+        finished: Finished,
+        policy: RetryPolicy,
+        concurrency: int,
+    ) -> None:
+        self.direction = direction
+        self.store = store
+        self.attempt = attempt
+        self.finished = finished
+        self.policy = policy
+        self.concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """New work was stored: look now rather than at the next scheduled time."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"dispatch-{self.direction}")
+
+    async def stop(self, deadline: float = 5.0) -> None:
+        """Stop taking work; give in-flight attempts until ``deadline`` seconds to finish.
+        Whatever is still in flight stays SENDING in the store and resumes after restart."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight, timeout=deadline)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._cycle()
+            except Exception:
+                log.exception("%s dispatcher cycle failed; retrying", self.direction)
+                await asyncio.sleep(1)
+
+    async def _cycle(self) -> None:
+        self._wake.clear()
+        free = self.concurrency - len(self._in_flight)
+        claimed = await self.store.claim_due(self.direction, free) if free > 0 else []
+        for message in claimed:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._work(message))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        if len(claimed) == free and free > 0:
+            return  # there may be more due right now
+        timeout = 1.0 if free <= 0 else await self._sleep_for()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _sleep_for(self) -> float:
+        due = await self.store.next_due_at(self.direction)
+        if due is None:
+            return 30.0
+        return min(30.0, max(0.0, due - time.time()))
+
+    async def _work(self, message: StoredMessage) -> None:
+        try:
+            try:
+                outcome = await self.attempt(message)
+            except Exception as exc:  # a bug in an adapter must not lose the message
+                log.exception("message %d: attempt raised", message.id)
+                outcome = Retry(f"internal error: {type(exc).__name__}")
+            await self._record(message, outcome)
+        finally:
+            self._slots.release()
+            self._wake.set()
+
+    async def _record(self, message: StoredMessage, outcome: Outcome) -> None:
+        if isinstance(outcome, Done):
+            await self.store.transition(message.id, outcome.state, detail=outcome.detail,
+                                        carrier_id=outcome.carrier_id)
+            log.info("message %d %s: %s", message.id, outcome.state, outcome.detail)
+            if outcome.state == State.DELIVERED or self.direction == Direction.OUT:
+                await self.finished(message, outcome.state, outcome.detail)
+            return
+        if isinstance(outcome, Retry):
+            at = next_attempt(self.policy, message.attempts, time.time(), message.expires_at,
+                              outcome.after)
+            if at is not None:
+                await self.store.transition(
+                    message.id, State.QUEUED, next_attempt_at=at, error=outcome.reason,
+                    detail=f"attempt {message.attempts} failed: {outcome.reason}; "
+                           f"retrying in {at - time.time():.0f} s",
+                )
+                log.info("message %d attempt %d failed (%s); retry in %.0f s",
+                         message.id, message.attempts, outcome.reason, at - time.time())
+                return
+            reason = f"expired after {message.attempts} attempts; last error: {outcome.reason}"
+        else:
+            reason = outcome.reason
+        await self.store.transition(message.id, State.FAILED, error=reason)
+        log.warning("message %d failed: %s", message.id, reason)
+        await self.finished(message, State.FAILED, reason)

@@ -1,0 +1,336 @@
+"""The configuration: one TOML file, environment overrides, secrets from env vars or files.
+
+Environment variables override the file: ``SIP_SMS_BRIDGE_WEB__PORT=8443`` sets ``web.port``
+(``__`` separates nesting levels). Every problem is reported at once, one line each, naming
+its path in the file (``providers[twilio].auth_token: environment variable ... is not set``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.numbers import InvalidNumber, to_e164
+from bridge.providers.registry import PROVIDERS
+from bridge.secrets import Secret
+
+ENV_PREFIX = "SIP_SMS_BRIDGE_"
+# pjsua2 as shipped allows 8 accounts per process and aborts (a C assertion, not an exception)
+# on the 9th. One is kept for the trunk listener, so registrations are capped at 7.
+MAX_REGISTRATIONS = 7
+
+ProviderSettings = Annotated[
+    Union[tuple(cls.Config for cls in PROVIDERS.values())],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BridgeSection(Strict):
+    state_dir: Path = Path("./state")
+    # The URL carriers reach this bridge at (scheme, host, port, optional path prefix).
+    # Webhook URLs are derived from it, and Twilio-style signatures are checked against it.
+    public_url: str = "http://127.0.0.1:8080"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    # "full" syncs every commit to disk (survives power loss); "normal" survives a process
+    # crash but may lose the last commits on power loss, for much higher throughput.
+    durability: Literal["full", "normal"] = "full"
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class WebSection(Strict):
+    listen: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
+class SipSection(Strict):
+    listen: str = "127.0.0.1"
+    port: int = Field(default=5060, ge=0, le=65535)
+    transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    user_agent: str = "sip-sms-bridge"
+    max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+
+
+class DeliverySection(Strict):
+    """Retry policy for both directions."""
+
+    first_retry_seconds: float = Field(default=5.0, gt=0)
+    max_retry_seconds: float = Field(default=300.0, gt=0)
+    # How long a text may wait for an offline phone or an unreachable carrier.
+    expire_hours: float = Field(default=72.0, gt=0)
+    carrier_concurrency: int = Field(default=32, ge=1, le=1024)
+    sip_concurrency: int = Field(default=64, ge=1, le=1024)
+    # When the bridge tells a sender about their text: failures only, every status, or never.
+    notify_sender: Literal["failures", "all", "none"] = "failures"
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or CIDR block") from None
+    return value
+
+
+class AccountSettings(Strict):
+    """One PBX (a tenant): either a SIP registration or a trunk identified by source address."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    mode: Literal["register", "trunk"] = "trunk"
+    # The SIP domain extensions live in (sip:1001@<domain>).
+    domain: str
+    # Where MESSAGEs to extensions are sent (trunk mode); defaults to the domain.
+    pbx_uri: str | None = None
+    # Source addresses (IP or CIDR) from which MESSAGE is accepted. In register mode the
+    # registrar's address is allowed by default.
+    allowed_sources: list[str] = []  # noqa: RUF012
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    # register mode
+    registrar: str | None = None
+    username: str | None = None
+    auth_username: str | None = None
+    password: Secret | None = None
+    proxy: str | None = None
+    register_expires: int = Field(default=300, ge=60, le=86400)
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _sources(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> AccountSettings:
+        if self.mode == "register":
+            missing = [f for f in ("registrar", "username", "password") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"register mode needs {', '.join(missing)}")
+        elif not self.allowed_sources:
+            raise ValueError("trunk mode needs allowed_sources (the PBX's addresses)")
+        return self
+
+    @property
+    def send_target(self) -> str:
+        """The host[:port] MESSAGEs to extensions are addressed to."""
+        base = self.pbx_uri or self.registrar or self.domain
+        return base.removeprefix("sips:").removeprefix("sip:")
+
+
+class NumberSettings(Strict):
+    """A DID: which carrier it is on, which tenant owns it, where its inbound texts go."""
+
+    number: str
+    provider: str
+    account: str | None = None  # optional when there is exactly one account
+    deliver_to: list[str] = Field(min_length=1)  # extensions that receive its texts
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        try:
+            return to_e164(value)
+        except InvalidNumber as exc:
+            raise ValueError(str(exc)) from None
+
+
+class ExtensionSettings(Strict):
+    extension: str = Field(pattern=r"^[A-Za-z0-9_.+-]{1,32}$")
+    account: str | None = None
+    send: Literal["deny", "allow", "allow_sender_id"] = "deny"
+    # The DIDs this extension may send from; the first is its default caller ID.
+    caller_ids: list[str] = []  # noqa: RUF012
+
+    @field_validator("caller_ids")
+    @classmethod
+    def _e164(cls, values: list[str]) -> list[str]:
+        try:
+            return [to_e164(v) for v in values]
+        except InvalidNumber as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    bridge: BridgeSection = BridgeSection()
+    web: WebSection = WebSection()
+    sip: SipSection = SipSection()
+    delivery: DeliverySection = DeliverySection()
+    accounts: list[AccountSettings] = Field(min_length=1)
+    providers: list[ProviderSettings] = Field(min_length=1)
+    numbers: list[NumberSettings] = []  # noqa: RUF012
+    extensions: list[ExtensionSettings] = []  # noqa: RUF012
+
+    toml_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[str] = []
+        account_names = [a.name for a in self.accounts]
+        provider_names = [p.name for p in self.providers]
+        for kind, names in (("accounts", account_names), ("providers", provider_names)):
+            for name, count in Counter(names).items():
+                if count > 1:
+                    problems.append(f"{kind}[{name}]: name used {count} times")
+        registrations = sum(1 for a in self.accounts if a.mode == "register")
+        if registrations > MAX_REGISTRATIONS:
+            problems.append(
+                f"accounts: {registrations} register-mode accounts, at most "
+                f"{MAX_REGISTRATIONS} fit in one process; serve the rest as trunks"
+            )
+        single = account_names[0] if len(account_names) == 1 else None
+        owner: dict[str, str] = {}
+        for i, num in enumerate(self.numbers):
+            where = f"numbers[{num.number}]"
+            if num.provider not in provider_names:
+                problems.append(f"{where}.provider: no provider named {num.provider!r}")
+            account = num.account or single
+            if account is None:
+                problems.append(f"{where}.account: required when there are several accounts")
+            elif account not in account_names:
+                problems.append(f"{where}.account: no account named {account!r}")
+            if num.number in owner:
+                problems.append(f"{where}: listed twice (numbers #{owner[num.number]} and #{i})")
+            owner[num.number] = str(i)
+        seen: set[tuple[str | None, str]] = set()
+        number_accounts = {n.number: (n.account or single) for n in self.numbers}
+        for ext in self.extensions:
+            account = ext.account or single
+            where = f"extensions[{ext.extension}]"
+            if account is None:
+                problems.append(f"{where}.account: required when there are several accounts")
+            elif account not in account_names:
+                problems.append(f"{where}.account: no account named {account!r}")
+            if (account, ext.extension) in seen:
+                problems.append(f"{where}: listed twice")
+            seen.add((account, ext.extension))
+            for cid in ext.caller_ids:
+                if cid not in number_accounts:
+                    problems.append(f"{where}.caller_ids: {cid} is not one of the numbers")
+                elif number_accounts[cid] != account:
+                    problems.append(
+                        f"{where}.caller_ids: {cid} belongs to account "
+                        f"{number_accounts[cid]!r}, not {account!r}"
+                    )
+            if ext.send != "deny" and not ext.caller_ids:
+                problems.append(f"{where}.caller_ids: needed to send (send = {ext.send!r})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def account_of_number(self, number: NumberSettings) -> str:
+        return number.account or self.accounts[0].name
+
+    def account_of_extension(self, ext: ExtensionSettings) -> str:
+        return ext.account or self.accounts[0].name
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read, validate and cross-check the config file (plus environment overrides)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    cls = type("FileSettings", (Settings,), {"toml_path": path})
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, raw)) from None
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc:
+            lines.extend(message.splitlines())
+            continue
+        lines.append(f"{_path(loc, raw)}: {message}")
+    return lines
+
+
+def _path(loc: list[Any], raw: dict[str, Any]) -> str:
+    """('providers', 0, 'twilio', 'auth_token') -> 'providers[twilio].auth_token'."""
+    out: list[str] = []
+    node: Any = raw
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            label = part
+            if isinstance(item, dict):
+                label = item.get("name") or item.get("number") or item.get("extension") or part
+            out.append(f"[{label}]")
+            node = item
+            # a discriminated union inserts the type tag into the location: skip it
+            if (
+                i + 1 < len(loc)
+                and isinstance(item, dict)
+                and loc[i + 1] == item.get("type")
+            ):
+                i += 1
+        else:
+            out.append(("." if out else "") + str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+        i += 1
+    return "".join(out) or "(config)"

@@ -1,0 +1,361 @@
+"""The SIP engine: the only module that imports pjsua2.
+
+One thread owns the pjsua2 Endpoint and every pjsua2 object (pjsua2 is not thread-safe from
+Python). The asyncio side talks to it in two ways only:
+
+- received MESSAGEs are handed to the loop with ``loop.call_soon_threadsafe``;
+- sends are commands on a thread-safe queue, each answered through an asyncio future with the
+  final SIP status code (matched by the ``userData`` token pjsua2 carries through).
+
+``start()`` blocks until the stack really listens, and re-raises its start-up error in the
+caller (aiosmtpd's controller pattern).
+
+pjsua answers an out-of-dialog MESSAGE with 200 OK *before* our callback runs, so the bridge
+cannot refuse with a SIP status: the core stores the message at once and tells the sender
+about any refusal with a MESSAGE back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pjsua2 as pj
+
+from bridge.model import SipMessage
+from bridge.settings import AccountSettings, SipSection
+
+log = logging.getLogger("bridge.sip")
+
+TRUNK_ACCOUNT = "*trunk*"
+# Final status we report when pjsua2 refuses to even try (bad URI, transport error).
+LOCAL_FAILURE = 503
+MAX_BUDDIES = 200  # pjsua's default limit is 256
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    account: str
+    registered: bool
+    code: int
+    reason: str
+    since: float
+
+
+class _LogWriter(pj.LogWriter):
+    def write(self, entry: Any) -> None:  # pjsua2 callback, SIP thread
+        level = logging.WARNING if entry.level <= 2 else logging.DEBUG
+        log.log(level, "pjsip: %s", entry.msg.rstrip())
+
+
+class _Account(pj.Account):
+    def __init__(self, engine: SipEngine, name: str) -> None:
+        super().__init__()
+        self.engine = engine
+        self.name = name
+
+    def onRegState(self, prm: Any) -> None:  # noqa: N802 (pjsua2 callback, SIP thread)
+        self.engine._on_reg_state(self, prm)
+
+    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+        self.engine._on_message(self, prm)
+
+    def onInstantMessageStatus(self, prm: Any) -> None:  # noqa: N802
+        self.engine._on_status(prm)
+
+
+@dataclass
+class _Send:
+    account: str
+    target: str
+    from_uri: str
+    body: str
+    content_type: str
+    future: asyncio.Future[int]
+
+
+class SipEngine:
+    def __init__(
+        self,
+        sip: SipSection,
+        accounts: list[AccountSettings],
+        on_message: Callable[[SipMessage], None],
+        on_registration: Callable[[Registration], None] | None = None,
+    ) -> None:
+        self.settings = sip
+        self.account_settings = accounts
+        self._on_message_cb = on_message
+        self._on_registration_cb = on_registration
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._commands: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._running = False
+        self._pending: dict[int, tuple[Any, asyncio.Future[int]]] = {}
+        self._buddies: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._accounts: dict[str, _Account] = {}
+        self.registrations: dict[str, Registration] = {}
+        self.port = 0
+
+    # --- asyncio side -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        self._thread = threading.Thread(target=self._main, name="sip", daemon=True)
+        self._thread.start()
+        await self._loop.run_in_executor(None, self._ready.wait)
+        if self._startup_error is not None:
+            self._thread.join()
+            raise self._startup_error
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._running = False
+        self._commands.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._thread = None
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_result(LOCAL_FAILURE)
+
+    async def send(
+        self,
+        account: str,
+        target: str,
+        from_uri: str,
+        body: str,
+        content_type: str = "text/plain;charset=UTF-8",
+    ) -> int:
+        """Send a MESSAGE; return the final SIP status code (408 on timeout)."""
+        if self._loop is None or not self._running:
+            return LOCAL_FAILURE
+        future: asyncio.Future[int] = self._loop.create_future()
+        self._commands.put(_Send(account, target, from_uri, body, content_type, future))
+        return await future
+
+    def is_registered(self, account: str) -> bool:
+        reg = self.registrations.get(account)
+        return reg is not None and reg.registered
+
+    # --- SIP thread -------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        ep = pj.Endpoint()
+        writer = _LogWriter()
+        try:
+            self._init_endpoint(ep, writer)
+            self._create_accounts()
+        except BaseException as exc:  # re-raised in start()
+            self._startup_error = RuntimeError(f"SIP stack failed to start: {exc}")
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                ep.libDestroy()
+            return
+        self._ready.set()
+        try:
+            while self._running:
+                ep.libHandleEvents(10)
+                self._drain_commands()
+            self._shutdown(ep)
+        except BaseException:
+            log.exception("SIP thread crashed")
+            raise
+        finally:
+            # libDestroy first: transactions still in flight end during it and report to
+            # their account, which must still exist. pjsua2 objects freed afterwards see
+            # the library closed and do nothing.
+            with contextlib.suppress(Exception):
+                ep.libDestroy()
+            self._buddies.clear()
+            self._accounts.clear()
+
+    def _init_endpoint(self, ep: Any, writer: Any) -> None:
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.userAgent = self.settings.user_agent
+        cfg.logConfig.level = 3
+        cfg.logConfig.consoleLevel = 0
+        cfg.logConfig.writer = writer
+        cfg.logConfig.decor = 0
+        cfg.medConfig.noVad = True
+        ep.libInit(cfg)
+        port = self.settings.port
+        for i, name in enumerate(self.settings.transports):
+            tc = pj.TransportConfig()
+            tc.boundAddress = self.settings.listen
+            tc.publicAddress = self.settings.listen
+            tc.port = port
+            kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
+            if ":" in self.settings.listen:
+                kind = pj.PJSIP_TRANSPORT_UDP6 if name == "udp" else pj.PJSIP_TRANSPORT_TCP6
+            tid = ep.transportCreate(kind, tc)
+            if i == 0:
+                # With port 0 the first transport picks a free port; the others share it.
+                port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+        self.port = port
+        ep.libStart()
+        log.info("SIP listening on %s port %d (%s)", self.settings.listen, port,
+                 "+".join(self.settings.transports))
+
+    def _create_accounts(self) -> None:
+        host = self.settings.listen if ":" not in self.settings.listen else f"[{self.settings.listen}]"
+        trunk = _Account(self, TRUNK_ACCOUNT)
+        cfg = pj.AccountConfig()
+        cfg.idUri = f"sip:sms-bridge@{host}:{self.port}"
+        cfg.mwiConfig.enabled = False
+        cfg.presConfig.publishEnabled = False
+        trunk.create(cfg, True)  # the default account: takes whatever no registration claims
+        self._accounts[TRUNK_ACCOUNT] = trunk
+        for settings in self.account_settings:
+            if settings.mode != "register":
+                continue
+            acc = _Account(self, settings.name)
+            cfg = pj.AccountConfig()
+            registrar = settings.registrar or ""
+            cfg.idUri = f"sip:{settings.username}@{settings.domain}"
+            cfg.regConfig.registrarUri = registrar if registrar.startswith("sip") else f"sip:{registrar}"
+            cfg.regConfig.timeoutSec = settings.register_expires
+            cfg.regConfig.retryIntervalSec = 30
+            cfg.regConfig.firstRetryIntervalSec = 5
+            cfg.regConfig.dropCallsOnFail = False
+            if settings.proxy:
+                proxy = settings.proxy if settings.proxy.startswith("sip") else f"sip:{settings.proxy}"
+                cfg.sipConfig.proxies.append(proxy + ";lr" if ";lr" not in proxy else proxy)
+            password = settings.password.get_secret_value() if settings.password else ""
+            cfg.sipConfig.authCreds.append(
+                pj.AuthCredInfo("digest", "*", settings.auth_username or settings.username or "",
+                                0, password)
+            )
+            cfg.mwiConfig.enabled = False
+            acc.create(cfg)
+            self._accounts[settings.name] = acc
+            self.registrations[settings.name] = Registration(settings.name, False, 0, "starting",
+                                                             time.time())
+
+    def _shutdown(self, ep: Any) -> None:
+        registered = [a for n, a in self._accounts.items() if self.is_registered(n)]
+        for acc in registered:
+            with contextlib.suppress(Exception):
+                acc.setRegistration(False)
+        deadline = time.monotonic() + 2.0
+        while registered and time.monotonic() < deadline:
+            ep.libHandleEvents(20)
+            if not any(self.is_registered(a.name) for a in registered):
+                break
+        log.info("SIP stack stopped")
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd is None:
+                return
+            self._send_now(cmd)
+
+    def _send_now(self, cmd: _Send) -> None:
+        acc = self._accounts.get(cmd.account) or self._accounts[TRUNK_ACCOUNT]
+        try:
+            buddy = self._buddy(acc, cmd.target)
+            prm = pj.SendInstantMessageParam()
+            prm.content = cmd.body
+            prm.contentType = cmd.content_type
+            prm.txOption.localUri = cmd.from_uri
+            token = pj.SipHeader()  # any SWIG object: its address travels as userData
+            prm.userData = token
+            self._pending[int(token.this)] = (token, cmd.future)
+            buddy.sendInstantMessage(prm)
+        except pj.Error as exc:
+            log.warning("cannot send MESSAGE to %s: %s", cmd.target, exc.info())
+            self._pending.pop(int(token.this), None) if "token" in locals() else None
+            self._resolve(cmd.future, LOCAL_FAILURE)
+
+    def _buddy(self, acc: _Account, target: str) -> Any:
+        key = (acc.name, target)
+        buddy = self._buddies.get(key)
+        if buddy is not None:
+            self._buddies.move_to_end(key)
+            return buddy
+        buddy = pj.Buddy()
+        cfg = pj.BuddyConfig()
+        cfg.uri = target
+        cfg.subscribe = False
+        buddy.create(acc, cfg)
+        self._buddies[key] = buddy
+        if len(self._buddies) > MAX_BUDDIES:
+            self._buddies.popitem(last=False)
+        return buddy
+
+    def _resolve(self, future: asyncio.Future[int], code: int) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_set_result, future, code)
+
+    # callbacks (SIP thread)
+
+    def _on_status(self, prm: Any) -> None:
+        if prm.userData is None:
+            return
+        entry = self._pending.pop(int(prm.userData), None)
+        if entry is not None:
+            self._resolve(entry[1], int(prm.code))
+
+    def _on_reg_state(self, acc: _Account, prm: Any) -> None:
+        info = acc.getInfo()
+        reg = Registration(acc.name, bool(info.regIsActive), int(prm.code), str(prm.reason),
+                           time.time())
+        previous = self.registrations.get(acc.name)
+        self.registrations[acc.name] = reg
+        if previous is None or previous.registered != reg.registered:
+            log.info("account %s %s (%d %s)", acc.name,
+                     "registered" if reg.registered else "not registered", reg.code, reg.reason)
+        if self._on_registration_cb is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_registration_cb, reg)
+
+    def _on_message(self, acc: _Account, prm: Any) -> None:
+        try:
+            whole = prm.rdata.wholeMsg
+            body = prm.msgBody
+            message = SipMessage(
+                account=acc.name,
+                from_uri=prm.fromUri,
+                to_uri=prm.toUri,
+                content_type=prm.contentType or "text/plain",
+                # SWIG decodes with surrogateescape: this recovers the bytes as sent
+                body=body.encode("utf-8", "surrogateescape"),
+                source=prm.rdata.srcAddress,
+                call_id=_header(whole, "Call-ID") or _header(whole, "i"),
+            )
+        except Exception:  # e.g. a body SWIG cannot decode: drop it, never kill the thread
+            log.warning("unreadable SIP MESSAGE dropped", exc_info=True)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_message_cb, message)
+
+
+def _header(whole: str, name: str) -> str:
+    prefix = name.lower() + ":"
+    for line in whole.split("\r\n")[1:]:
+        if not line:
+            break
+        if line.lower().startswith(prefix):
+            return line[len(prefix):].strip()
+    return ""
+
+
+def _set_result(future: asyncio.Future[int], code: int) -> None:
+    if not future.done():
+        future.set_result(code)

@@ -1,0 +1,508 @@
+"""Durable message store: the only module with SQL.
+
+SQLite in WAL mode. All database work runs on one dedicated thread (one connection), so the
+event loop never blocks on disk and SQLite never sees two writers. Every public coroutine is
+one transaction: when it returns, the change is on disk.
+
+Schema changes are numbered migrations applied in order, one transaction each, recorded in
+``schema_version``; a database written by a newer version is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bridge.model import Direction, Kind, MediaRef, State, can_transition
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 1: messages and their history
+    """
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        direction       TEXT NOT NULL,          -- 'out' phone->SMS, 'in' SMS->phone
+        kind            TEXT NOT NULL,          -- 'text' or 'notice'
+        state           TEXT NOT NULL,
+        account         TEXT NOT NULL,
+        extension       TEXT NOT NULL,          -- sender (out) or recipient (in)
+        remote          TEXT NOT NULL,          -- the other party's E.164 number
+        did             TEXT,                   -- our number: From (out) / To (in)
+        provider        TEXT,
+        carrier_id      TEXT,
+        copy_of         INTEGER REFERENCES messages(id),  -- fan-out copies of one text
+        sender_id       TEXT,
+        body            TEXT NOT NULL,
+        media           TEXT NOT NULL DEFAULT '[]',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        expires_at      REAL NOT NULL,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        last_error      TEXT
+    );
+    CREATE UNIQUE INDEX messages_carrier_key
+        ON messages(provider, carrier_id) WHERE carrier_id IS NOT NULL AND copy_of IS NULL;
+    CREATE INDEX messages_due ON messages(direction, state, next_attempt_at);
+    CREATE INDEX messages_remote ON messages(remote, created_at);
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL REFERENCES messages(id),
+        at          REAL NOT NULL,
+        state       TEXT NOT NULL,
+        detail      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_message ON events(message_id);
+    CREATE TABLE inbound_parts (
+        provider    TEXT NOT NULL,
+        ref         TEXT NOT NULL,              -- the carrier's reference for the long text
+        remote      TEXT NOT NULL,
+        part_index  INTEGER NOT NULL,
+        total       INTEGER NOT NULL,
+        carrier_id  TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (provider, remote, ref, part_index)
+    );
+    """,
+]
+
+
+class StoreError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    direction: Direction
+    kind: Kind
+    state: State
+    account: str
+    extension: str
+    remote: str
+    did: str | None
+    provider: str | None
+    carrier_id: str | None
+    copy_of: int | None
+    sender_id: str | None
+    body: str
+    media: tuple[MediaRef, ...]
+    attempts: int
+    next_attempt_at: float | None
+    expires_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StoredMessage:
+        media = tuple(MediaRef(**m) for m in json.loads(row["media"]))
+        return cls(
+            id=row["id"], direction=Direction(row["direction"]), kind=Kind(row["kind"]),
+            state=State(row["state"]), account=row["account"], extension=row["extension"],
+            remote=row["remote"], did=row["did"], provider=row["provider"],
+            carrier_id=row["carrier_id"], copy_of=row["copy_of"], sender_id=row["sender_id"],
+            body=row["body"], media=media, attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            last_error=row["last_error"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store. ``state`` is QUEUED, or REJECTED with ``last_error`` saying why."""
+
+    direction: Direction
+    account: str
+    extension: str
+    remote: str
+    body: str
+    expires_at: float
+    kind: Kind = Kind.TEXT
+    state: State = State.QUEUED
+    did: str | None = None
+    provider: str | None = None
+    carrier_id: str | None = None
+    sender_id: str | None = None
+    media: tuple[MediaRef, ...] = ()
+    last_error: str | None = None
+    event_detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    at: float
+    state: str
+    detail: str
+
+
+def _media_json(media: Iterable[MediaRef]) -> str:
+    return json.dumps(
+        [{k: v for k, v in (("url", m.url), ("content_type", m.content_type),
+                            ("size", m.size)) if v is not None} for m in media]
+    )
+
+
+class Store:
+    def __init__(self, path: Path, *, durability: str = "full") -> None:
+        self.path = path
+        self.durability = durability
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._db: sqlite3.Connection | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise StoreError("store is closed")
+        with self._db:  # one transaction: commit on success, roll back on error
+            return fn(self._db)
+
+    def open_sync(self) -> None:
+        """Open (creating if needed) and migrate. Also used directly by the CLI."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA foreign_keys=ON")
+        _migrate(db)
+        # From here on ``with db:`` opens a transaction at the first write and commits it.
+        db.isolation_level = "DEFERRED"
+        self._db = db
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.open_sync)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+    def close_sync(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def query_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read on the calling thread (CLI use, when no loop is running)."""
+        return self._call(fn)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def insert(self, messages: Sequence[NewMessage]) -> list[int] | None:
+        """Store messages in one transaction (a text and its fan-out copies). The first is
+        the original; the rest are marked as its copies. Returns their ids, or None if the
+        original's (provider, carrier_id) is already stored: a carrier's retry."""
+        now = time.time()
+
+        def _insert(db: sqlite3.Connection) -> list[int] | None:
+            ids: list[int] = []
+            for i, m in enumerate(messages):
+                try:
+                    cur = db.execute(
+                        """INSERT INTO messages (direction, kind, state, account, extension,
+                           remote, did, provider, carrier_id, copy_of, sender_id, body, media,
+                           next_attempt_at, expires_at, created_at, updated_at, last_error)
+                           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                        (m.direction, m.kind, m.state, m.account, m.extension, m.remote,
+                         m.did, m.provider, m.carrier_id, ids[0] if i else None, m.sender_id,
+                         m.body, _media_json(m.media),
+                         now if m.state == State.QUEUED else None, m.expires_at, now, now,
+                         m.last_error),
+                    )
+                except sqlite3.IntegrityError:
+                    if i == 0 and m.carrier_id is not None:
+                        return None
+                    raise
+                message_id = int(cur.lastrowid or 0)
+                ids.append(message_id)
+                detail = m.event_detail or (m.last_error or "")
+                db.execute(
+                    "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                    (message_id, now, m.state, detail),
+                )
+            return ids
+
+        return await self._run(_insert)
+
+    async def claim_due(self, direction: Direction, limit: int) -> list[StoredMessage]:
+        """Queued messages whose time has come, moved to SENDING for this process to work on."""
+        now = time.time()
+
+        def _claim(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                """SELECT * FROM messages WHERE direction = ? AND state = 'queued'
+                   AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?""",
+                (direction, now, limit),
+            ).fetchall()
+            if rows:
+                db.executemany(
+                    "UPDATE messages SET state = 'sending', attempts = attempts + 1, "
+                    "updated_at = ? WHERE id = ?",
+                    [(now, r["id"]) for r in rows],
+                )
+            claimed = []
+            for r in rows:
+                m = StoredMessage.from_row(r)
+                claimed.append(_replace_state(m, State.SENDING, attempts=m.attempts + 1))
+            return claimed
+
+        return await self._run(_claim)
+
+    async def next_due_at(self, direction: Direction) -> float | None:
+        def _next(db: sqlite3.Connection) -> float | None:
+            row = db.execute(
+                "SELECT MIN(next_attempt_at) FROM messages WHERE direction = ? "
+                "AND state = 'queued'",
+                (direction,),
+            ).fetchone()
+            return row[0]
+
+        return await self._run(_next)
+
+    async def transition(
+        self,
+        message_id: int,
+        state: State,
+        *,
+        detail: str = "",
+        carrier_id: str | None = None,
+        next_attempt_at: float | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Move a message to ``state`` if the lifecycle allows it; record the event.
+        Returns False (and changes nothing) for an illegal or stale transition."""
+        now = time.time()
+
+        def _transition(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None or not can_transition(State(row["state"]), state):
+                return False
+            db.execute(
+                """UPDATE messages SET state = ?, updated_at = ?,
+                   carrier_id = COALESCE(?, carrier_id),
+                   next_attempt_at = ?, last_error = COALESCE(?, last_error) WHERE id = ?""",
+                (state, now, carrier_id, next_attempt_at, error, message_id),
+            )
+            db.execute(
+                "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (message_id, now, state, detail or error or ""),
+            )
+            return True
+
+        try:
+            return await self._run(_transition)
+        except sqlite3.IntegrityError:
+            # The carrier returned an id we already hold: record the send, keep the id off.
+            return await self.transition(
+                message_id, state, detail=f"{detail} (carrier id {carrier_id} repeated)",
+                next_attempt_at=next_attempt_at, error=error,
+            )
+
+    async def apply_report(
+        self, provider: str, carrier_id: str, state: State, detail: str
+    ) -> StoredMessage | None:
+        """Apply a carrier's delivery report to the outbound message it concerns. Returns the
+        updated message, or None when the report is unknown, repeated or out of order."""
+        now = time.time()
+
+        def _apply(db: sqlite3.Connection) -> StoredMessage | None:
+            row = db.execute(
+                "SELECT * FROM messages WHERE provider = ? AND carrier_id = ? "
+                "AND direction = 'out'",
+                (provider, carrier_id),
+            ).fetchone()
+            if row is None:
+                return None
+            current = State(row["state"])
+            if current == state or not can_transition(current, state):
+                return None
+            error = detail if state == State.FAILED else None
+            db.execute(
+                "UPDATE messages SET state = ?, updated_at = ?, "
+                "last_error = COALESCE(?, last_error) WHERE id = ?",
+                (state, now, error, row["id"]),
+            )
+            db.execute(
+                "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (row["id"], now, state, detail),
+            )
+            return _replace_state(StoredMessage.from_row(row), state, last_error=error)
+
+        return await self._run(_apply)
+
+    async def recover(self) -> int:
+        """After a restart: work that was in flight when the process stopped is queued again.
+        (Delivery is at-least-once; a carrier may see a send twice after a crash mid-call.)"""
+        now = time.time()
+
+        def _recover(db: sqlite3.Connection) -> int:
+            rows = db.execute("SELECT id FROM messages WHERE state = 'sending'").fetchall()
+            for r in rows:
+                db.execute(
+                    "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (now, now, r["id"]),
+                )
+                db.execute(
+                    "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                    (r["id"], now, "queued", "resumed after restart"),
+                )
+            return len(rows)
+
+        return await self._run(_recover)
+
+    async def add_part(
+        self, provider: str, remote: str, ref: str, index: int, total: int,
+        carrier_id: str, body: str,
+    ) -> tuple[str, str] | None:
+        """Keep one part of a long inbound text. When the last part arrives, returns the
+        joined text and the first part's carrier id (used as the message's key), and
+        forgets the parts. Repeated parts are ignored."""
+        now = time.time()
+
+        def _add(db: sqlite3.Connection) -> tuple[str, str] | None:
+            db.execute(
+                "INSERT OR IGNORE INTO inbound_parts VALUES (?,?,?,?,?,?,?,?)",
+                (provider, ref, remote, index, total, carrier_id, body, now),
+            )
+            rows = db.execute(
+                "SELECT part_index, carrier_id, body FROM inbound_parts WHERE provider = ? "
+                "AND remote = ? AND ref = ? ORDER BY part_index",
+                (provider, remote, ref),
+            ).fetchall()
+            if len(rows) < total:
+                return None
+            db.execute(
+                "DELETE FROM inbound_parts WHERE provider = ? AND remote = ? AND ref = ?",
+                (provider, remote, ref),
+            )
+            return "".join(r["body"] for r in rows), f"{provider}-parts-{rows[0]['carrier_id']}"
+
+        return await self._run(_add)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, message_id: int) -> StoredMessage | None:
+        return await self._run(lambda db: _get(db, message_id))
+
+    async def history(self, message_id: int) -> list[HistoryEvent]:
+        return await self._run(lambda db: _history(db, message_id))
+
+    async def last_did_for(self, account: str, extension: str, remote: str) -> str | None:
+        """The DID on which ``remote`` last texted ``extension`` (for reply stickiness)."""
+
+        def _last(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT did FROM messages WHERE direction = 'in' AND kind = 'text' "
+                "AND account = ? AND extension = ? AND remote = ? ORDER BY id DESC LIMIT 1",
+                (account, extension, remote),
+            ).fetchone()
+            return row["did"] if row else None
+
+        return await self._run(_last)
+
+    async def count_by_state(self) -> dict[tuple[str, str], int]:
+        def _count(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            rows = db.execute(
+                "SELECT direction, state, COUNT(*) AS n FROM messages GROUP BY direction, state"
+            ).fetchall()
+            return {(r["direction"], r["state"]): r["n"] for r in rows}
+
+        return await self._run(_count)
+
+
+def _get(db: sqlite3.Connection, message_id: int) -> StoredMessage | None:
+    row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return StoredMessage.from_row(row) if row else None
+
+
+def _history(db: sqlite3.Connection, message_id: int) -> list[HistoryEvent]:
+    rows = db.execute(
+        "SELECT at, state, detail FROM events WHERE message_id = ? ORDER BY id", (message_id,)
+    ).fetchall()
+    return [HistoryEvent(r["at"], r["state"], r["detail"]) for r in rows]
+
+
+def list_messages(
+    db: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    number: str | None = None,
+    extension: str | None = None,
+    since: float | None = None,
+    limit: int = 50,
+) -> list[StoredMessage]:
+    clauses, args = [], []
+    if state:
+        clauses.append("state = ?")
+        args.append(state)
+    if number:
+        clauses.append("(remote = ? OR did = ?)")
+        args.extend([number, number])
+    if extension:
+        clauses.append("extension = ?")
+        args.append(extension)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        args.append(since)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = db.execute(
+        f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?",  # noqa: S608 (fixed clauses)
+        (*args, limit),
+    ).fetchall()
+    return [StoredMessage.from_row(r) for r in rows]
+
+
+def _replace_state(m: StoredMessage, state: State, **changes: Any) -> StoredMessage:
+    return replace(m, state=state, **changes)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    if current > len(MIGRATIONS):
+        raise StoreError(
+            f"database schema version {current} is newer than this program knows "
+            f"({len(MIGRATIONS)}): upgrade sip-sms-bridge or restore a matching backup"
+        )
+    for version in range(current + 1, len(MIGRATIONS) + 1):
+        script = MIGRATIONS[version - 1]
+        # executescript commits first, so run the statements one by one in one transaction
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

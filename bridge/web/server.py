@@ -1,0 +1,141 @@
+"""The HTTP side: carrier webhooks, health and readiness.
+
+A webhook is answered 2xx only after its events are stored. Refusals carry no detail: 403 for
+failed authentication, 400 for a malformed payload, 404 for an unknown provider, 413 for an
+oversized body, 415 for a content type the carrier never sends. The reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from aiohttp import web
+
+from bridge.model import InboundEvent
+from bridge.providers.base import Provider, WebhookRejected, WebhookRequest
+
+log = logging.getLogger("bridge.web")
+
+EventSink = Callable[[Provider, Sequence[InboundEvent]], Awaitable[None]]
+ReadinessCheck = Callable[[], Awaitable[dict[str, object]]]
+
+PROVIDERS_KEY = web.AppKey("providers", dict)
+
+
+def _plain(status: int) -> web.Response:
+    return web.Response(status=status, text=f"{status} {_REASONS.get(status, '')}\n".rstrip(" "))
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Payload Too Large", 415: "Unsupported Media Type",
+            503: "Service Unavailable"}
+
+
+class WebhookServer:
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        sink: EventSink,
+        public_url: str,
+        max_body_bytes: int,
+        readiness: ReadinessCheck,
+    ) -> None:
+        self.providers = providers
+        self.sink = sink
+        self.public_url = public_url.rstrip("/")
+        self.max_body_bytes = max_body_bytes
+        self.readiness = readiness
+        self.auth_failures: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes,
+                              middlewares=[self._no_internal_detail])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        for path in ("/webhooks/{provider}", "/webhooks/{provider}/{token}"):
+            app.router.add_route("GET", path, self._webhook)
+            app.router.add_route("POST", path, self._webhook)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("web server listening on %s port %d", host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _no_internal_detail(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _plain(exc.status)
+            raise
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            return web.Response(status=500, text="500 Internal Server Error")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        report = await self.readiness()
+        ready = all(bool(v) if not isinstance(v, dict) else v.get("ok", False)
+                    for v in report.values())
+        return web.json_response({"ready": ready, **report}, status=200 if ready else 503)
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        name = request.match_info["provider"]
+        provider = self.providers.get(name)
+        if provider is None:
+            return _plain(404)
+        if request.method == "POST":
+            ctype = request.content_type.lower()
+            if ctype not in provider.webhook_content_types:
+                log.warning("webhook %s refused: content type %r", name, ctype)
+                return _plain(415)
+        body = await request.read()  # raises 413 past client_max_size
+        req = WebhookRequest(
+            method=request.method,
+            url=self.public_url + request.path_qs,
+            headers=request.headers,
+            query=list(request.query.items()),
+            body=body,
+            remote=request.remote or "",
+            path_token=request.match_info.get("token"),
+        )
+        try:
+            provider.verify(req)
+        except WebhookRejected as exc:
+            self.auth_failures[name] = self.auth_failures.get(name, 0) + 1
+            log.warning("webhook %s from %s refused (%d): %s", name, req.remote, exc.status, exc)
+            return _plain(exc.status)
+        try:
+            events = provider.parse(req)
+        except WebhookRejected as exc:
+            log.warning("webhook %s from %s refused (%d): %s", name, req.remote, exc.status, exc)
+            return _plain(exc.status)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # an adapter that let a bad payload through its checks: still a clean 400
+            log.warning("webhook %s from %s unparsable: %s", name, req.remote,
+                        type(exc).__name__)
+            return _plain(400)
+        try:
+            await self.sink(provider, events)
+        except Exception:
+            log.exception("webhook %s: could not store events; the carrier will retry", name)
+            return _plain(503)
+        answer = provider.answer(events)
+        return web.Response(status=answer.status, text=answer.body,
+                            content_type=answer.content_type)

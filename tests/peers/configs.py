@@ -1,0 +1,86 @@
+"""Bridge configs for end-to-end tests."""
+
+from __future__ import annotations
+
+TWILIO_SID = "AC" + "5" * 32
+TWILIO_TOKEN = "e2e-twilio-auth-token-0123456789"
+PBX_PASSWORD = "bridge-pbx-password-42"
+
+
+def base(web_port: int, sip_port: int, *, retry: float = 0.3, max_retry: float = 1.0) -> str:
+    return f"""
+[bridge]
+state_dir = "state"
+public_url = "http://127.0.0.1:{web_port}"
+log_level = "debug"
+
+[web]
+port = {web_port}
+
+[sip]
+port = {sip_port}
+
+[delivery]
+first_retry_seconds = {retry}
+max_retry_seconds = {max_retry}
+"""
+
+
+def registered_account(kamailio_port: int, *, name: str = "pbx", user: str = "sms") -> str:
+    return f"""
+[[accounts]]
+name = "{name}"
+mode = "register"
+domain = "127.0.0.1"
+registrar = "sip:127.0.0.1:{kamailio_port}"
+username = "{user}"
+password = {{ env = "PBX_PASSWORD" }}
+"""
+
+
+def trunk_account(pbx_port: int, sources: str = '["127.0.0.1/32"]', name: str = "pbx") -> str:
+    return f"""
+[[accounts]]
+name = "{name}"
+mode = "trunk"
+domain = "127.0.0.1"
+pbx_uri = "sip:127.0.0.1:{pbx_port}"
+allowed_sources = {sources}
+"""
+
+
+def twilio_provider(api_base: str, name: str = "twilio") -> str:
+    return f"""
+[[providers]]
+name = "{name}"
+type = "twilio"
+account_sid = "{TWILIO_SID}"
+auth_token = {{ env = "TWILIO_AUTH_TOKEN" }}
+api_base = "{api_base}"
+"""
+
+
+def number(did: str, provider: str, deliver_to: list[str], account: str | None = None) -> str:
+    acct = f'account = "{account}"\n' if account else ""
+    targets = ", ".join(f'"{e}"' for e in deliver_to)
+    return f"""
+[[numbers]]
+number = "{did}"
+provider = "{provider}"
+{acct}deliver_to = [{targets}]
+"""
+
+
+def extension(ext: str, caller_ids: list[str], send: str = "allow",
+              account: str | None = None) -> str:
+    acct = f'account = "{account}"\n' if account else ""
+    ids = ", ".join(f'"{c}"' for c in caller_ids)
+    return f"""
+[[extensions]]
+extension = "{ext}"
+{acct}send = "{send}"
+caller_ids = [{ids}]
+"""
+
+
+ENV = {"PBX_PASSWORD": PBX_PASSWORD, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN}
