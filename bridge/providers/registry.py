@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from bridge.providers.base import Provider
+from bridge.providers.generic import GenericProvider
 from bridge.providers.sandbox import SandboxProvider
 from bridge.providers.twilio import TwilioProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
+    "generic": GenericProvider,
     "sandbox": SandboxProvider,
     "twilio": TwilioProvider,
 }
