@@ -1,0 +1,207 @@
+"""Voxtelesys Messaging API (v1).
+
+Facts and sources (see also shared providers.md §12):
+- Send: ``POST https://smsapi.voxtelesys.net/api/v1/sms`` with ``Authorization: Bearer <API
+  key>`` and a JSON body ``{"from", "to", "body", "media": [urls]}``. [doc]
+  smsapi.voxtelesys.com (base URL, Bearer API keys); field names from two independent
+  working integrations: [3p] simontelephonics/smsconnector provider-Voxtelesys.php (v1,
+  ``to`` a single number) and [sdk] voxtelesys/n8n-nodes-voxtelesys (the carrier's own n8n
+  node, send.operation.ts: ``to``, ``from``, ``body``, ``media``, ``tag``,
+  ``status_callback: {url, method}``). The success body is not documented; we take its
+  ``id`` (``batch_id``/``message_id`` also accepted). Error bodies are not documented
+  either: the HTTP status decides.
+- Numbers: the v1 reference writes E.164 without ``+`` (``17019299797``) while both
+  integrations send ``+E.164``; we send ``+E.164`` unless ``number_format = "digits"``.
+- ``status_callback`` (per-message delivery receipts) is used by the n8n node against the
+  newer API; it is off by default here, since delivery receipts are normally set up on the
+  messaging application in the portal. Turn it on to have our webhook URL sent.
+- Inbound (MO): JSON POST to the application's callback URL: ``{"type": "mo", "id", "to",
+  "from", "body", "media": [...], "received_at"}``. ``id`` is not in the reference table but
+  is read by smsconnector; when absent we make one from the body and the time of receipt.
+  Media entries may be URLs or ``{"url": ...}`` objects. [doc]
+  developer.voxtelesys.com/apis/message/webhooks/mo
+- Delivery receipts (DLR): ``{"type": "per_recipient", "batch_id", "message_id", "tag",
+  "to": [...], "status", "time", "error": {"code", "description"}}``. [doc]
+  …/webhooks/dlr. Statuses: queued, delivering (no news), delivered, failed, expired, and
+  unknown (final, but the outcome is not known, so no event). [sdk] n8n node statuses.ts.
+  Since it is not documented whether the send answer's ``id`` is the batch or the message id,
+  a receipt is reported under ``message_id`` and, when different, ``batch_id`` too; only the
+  one we stored matches.
+- Webhooks must be HTTPS with a public certificate; no signature is documented, so the
+  webhook URL must carry a ``webhook_token``. Non-2xx answers are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar, Literal
+
+from bridge.model import (
+    DeliveryReport,
+    InboundEvent,
+    InboundMessage,
+    MediaRef,
+    OutboundSms,
+    SendFailed,
+    SendResult,
+    Sent,
+    State,
+)
+from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.providers.base import (
+    Provider,
+    ProviderConfig,
+    WebhookMalformed,
+    WebhookRequest,
+    bearer_auth,
+    classify_http_failure,
+)
+from bridge.secrets import Secret, reveal
+
+STATUS_MAP: dict[str, State] = {
+    "delivered": State.DELIVERED,
+    "failed": State.FAILED,
+    "expired": State.FAILED,
+}
+NO_ERROR_CODES = frozenset({"", "0"})
+
+
+class VoxtelesysConfig(ProviderConfig):
+    type: Literal["voxtelesys"]
+    api_key: Secret
+    number_format: Literal["e164", "digits"] = "e164"
+    status_callback: bool = False
+
+
+class VoxtelesysProvider(Provider):
+    Config = VoxtelesysConfig
+    default_api_base = "https://smsapi.voxtelesys.net/api/v1"
+    webhook_auth = "a secret token in the webhook URL path (Voxtelesys signs nothing)"
+    requires_webhook_token = True
+    webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    config: VoxtelesysConfig
+
+    def _number(self, e164: str) -> str:
+        return e164 if self.config.number_format == "e164" else digits(e164)
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
+        cfg = self.config
+        body: dict[str, Any] = {
+            "from": msg.sender_id or self._number(msg.from_number),
+            "to": self._number(msg.to_number),
+        }
+        if msg.text:
+            body["body"] = msg.text
+        if msg.media:
+            body["media"] = [m.url for m in msg.media]
+        if cfg.status_callback:
+            body["status_callback"] = {"url": self.webhook_url(), "method": "POST"}
+        async with self.http.post(f"{self.api_base}/sms", json=body,
+                                  headers=bearer_auth(reveal(cfg.api_key))) as resp:
+            try:
+                payload = await resp.json(content_type=None)
+            except ValueError:
+                payload = None
+            data = payload if isinstance(payload, dict) else {}
+            if 200 <= resp.status < 300:
+                carrier_id = _first_str(data, "id", "batch_id", "message_id")
+                if carrier_id is None:
+                    return SendFailed("Voxtelesys accepted the request but sent no id",
+                                      retryable=False)
+                return Sent(carrier_id, detail=_first_str(data, "status"))
+            message = _error_text(data)
+            failure = classify_http_failure(resp.status, message or "no error message",
+                                            resp.headers)
+            return SendFailed(f"Voxtelesys: {failure.reason}"[:500], failure.retryable,
+                              failure.retry_after, failure.code)
+
+    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
+        data = req.json()
+        if not isinstance(data, dict):
+            raise WebhookMalformed("expected a JSON object")
+        kind = data.get("type")
+        if kind == "per_recipient":
+            return self._receipt(data)
+        if kind != "mo":
+            if isinstance(kind, str):
+                return []  # an event type the bridge does not act on
+            raise WebhookMalformed("missing or invalid 'type'")
+        sender = self._parse_number(data.get("from"), "from")
+        recipient = self._parse_number(data.get("to"), "to")
+        text = data.get("body") or ""
+        if not isinstance(text, str):
+            raise WebhookMalformed("'body' must be a string")
+        carrier_id = _first_str(data, "id", "message_id")
+        if carrier_id is None:
+            seed = req.body + repr(req.received_at).encode()
+            carrier_id = "vts-" + hashlib.sha256(seed).hexdigest()[:32]
+        return [InboundMessage(carrier_id, sender, recipient, text, _media(data.get("media")))]
+
+    def _receipt(self, data: dict[str, Any]) -> list[InboundEvent]:
+        status = data.get("status")
+        if not isinstance(status, str):
+            raise WebhookMalformed("'status' must be a string")
+        ids = [i for i in (_first_str(data, "message_id"), _first_str(data, "batch_id")) if i]
+        if not ids:
+            raise WebhookMalformed("a receipt needs 'message_id' or 'batch_id'")
+        state = STATUS_MAP.get(status.lower())
+        if state is None:
+            return []
+        error = None
+        err = data.get("error")
+        if isinstance(err, dict):
+            code = str(err.get("code") or "")
+            description = str(err.get("description") or "")
+            if code not in NO_ERROR_CODES and description.lower() not in ("none", "no error"):
+                error = f"{code}: {description}" if description else code
+        elif isinstance(err, str | int) and str(err) not in NO_ERROR_CODES:
+            error = str(err)
+        return [DeliveryReport(i, state, carrier_status=status.lower(), error=error)
+                for i in dict.fromkeys(ids)]
+
+    def _parse_number(self, raw: Any, what: str) -> str:
+        if isinstance(raw, list):
+            raw = raw[0] if raw else None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        if not isinstance(raw, str) or not raw:
+            raise WebhookMalformed(f"missing {what!r} number")
+        try:
+            return from_carrier(raw, self.config.default_region)
+        except InvalidNumber as exc:
+            raise WebhookMalformed(str(exc)) from None
+
+
+def _first_str(data: dict[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def _error_text(data: dict[str, Any]) -> str:
+    for key in ("message", "error", "description", "detail"):
+        value = data.get(key)
+        if isinstance(value, dict):
+            value = value.get("description") or value.get("message")
+        if value:
+            return str(value)
+    return ""
+
+
+def _media(value: Any) -> tuple[MediaRef, ...]:
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, list):
+        raise WebhookMalformed("'media' must be a list")
+    refs = []
+    for item in value:
+        if isinstance(item, str) and item:
+            refs.append(MediaRef(item))
+        elif isinstance(item, dict) and isinstance(item.get("url"), str):
+            ctype = item.get("content_type") or item.get("type")
+            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
+        else:
+            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
+    return tuple(refs)
