@@ -28,6 +28,7 @@ from bridge.web.server import WebhookServer
 log = logging.getLogger("bridge.app")
 
 DB_FILE = "bridge.sqlite3"
+REGISTRATION_WAIT = 10.0  # seconds start-up waits for registrations before READY=1
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
@@ -73,6 +74,7 @@ class Application:
                                  settings.bridge.public_url, settings.web.max_body_bytes,
                                  self.readiness)
         self._intake: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     def _wake_outbound(self) -> None:
@@ -116,12 +118,42 @@ class Application:
         await self.web.start(self.settings.web.listen, self.settings.web.port)
         self.outbound.start()
         self.inbound.start()
+        await self._wait_registered(REGISTRATION_WAIT)
         sd_notify("READY=1")
+        self._watchdog = asyncio.create_task(self._keepalive())
         log.info("sip-sms-bridge ready")
+
+    async def _wait_registered(self, timeout: float) -> None:
+        """Readiness means every registration is up; a PBX that is down must not keep the
+        service from starting, so after ``timeout`` we carry on (and /readyz says why)."""
+        names = [a.name for a in self.settings.accounts if a.mode == "register"]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(self.sip.is_registered(n) for n in names):
+            if asyncio.get_running_loop().time() > deadline:
+                missing = [n for n in names if not self.sip.is_registered(n)]
+                log.warning("not registered yet: %s (retrying in the background)",
+                            ", ".join(missing))
+                sd_notify(f"STATUS=waiting for registration of {', '.join(missing)}")
+                return
+            await asyncio.sleep(0.05)
+
+    async def _keepalive(self) -> None:
+        """systemd watchdog pings, sent from the event loop itself: if the loop stalls, the
+        pings stop and systemd restarts the service."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):
+            return
+        interval = max(0.05, int(usec) / 1e6 / 3)
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         sd_notify("STOPPING=1")
         log.info("stopping")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self.web.stop()  # no new webhooks
         if self._intake:
             await asyncio.wait(self._intake, timeout=5)

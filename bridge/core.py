@@ -214,7 +214,7 @@ class Bridge:
     async def send_sip_message(self, message: StoredMessage) -> Outcome:
         target = self.router.extension_uri(message.account, message.extension)
         domain = self.router.domain(message.account)
-        if message.remote.startswith("+"):
+        if message.remote.lstrip("+").isdigit():  # E.164 or a short code
             from_uri = f'"{message.remote}" <sip:{message.remote}@{domain}>'
         else:
             from_uri = f'"SMS bridge" <sip:sms-bridge@{domain}>'

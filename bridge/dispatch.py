@@ -10,6 +10,7 @@ neither carriers nor SIP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bridge.model import Direction, State
-from bridge.store import StoredMessage, Store
+from bridge.store import Store, StoredMessage
 
 log = logging.getLogger("bridge.dispatch")
 
@@ -138,10 +139,8 @@ class Dispatcher:
         if len(claimed) == free and free > 0:
             return  # there may be more due right now
         timeout = 1.0 if free <= 0 else await self._sleep_for()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def _sleep_for(self) -> float:
         due = await self.store.next_due_at(self.direction)

@@ -61,10 +61,18 @@ def national_nanp(e164: str) -> str:
     return e164[2:]
 
 
+SHORT_CODE_DIGITS = range(3, 9)
+
+
 def from_carrier(raw: str, default_region: str = "US") -> str:
-    """Normalise a number as a carrier wrote it (``+1555...``, ``1555...``, ``555...``)."""
+    """Normalise a number as a carrier wrote it (``+1555...``, ``1555...``, ``555...``).
+
+    A short code (3-8 digits, e.g. a bank's verification texts) has no E.164 form and is
+    kept as its digits, so such a text still reaches the phone."""
     text = (raw or "").strip()
     bare = text.lstrip("+")
+    if bare.isdigit() and len(bare) in SHORT_CODE_DIGITS and not text.startswith("+"):
+        return bare
     # 11+ digits without '+' already carry a country code (Vonage, Plivo, Flowroute style).
     if not text.startswith("+") and bare.isdigit() and len(bare) > 10:
         text = "+" + bare

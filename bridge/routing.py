@@ -95,9 +95,9 @@ class Router:
         except ValueError:
             return None
         account = self.accounts.get(receiving_account)
-        if account is not None and account.mode == "register":
-            if any(ip in net for net in self._acl[account.name]):
-                return account.name
+        if (account is not None and account.mode == "register"
+                and any(ip in net for net in self._acl[account.name])):
+            return account.name
         for name, acct in self.accounts.items():
             if acct.mode == "trunk" and any(ip in net for net in self._acl[name]):
                 return name
@@ -114,10 +114,7 @@ class Router:
             to = to_e164(dialled, self.accounts[account].default_region)
         except InvalidNumber:
             return Refusal(f"{dialled} is not a valid phone number")
-        if sticky_did in ext.caller_ids:
-            did = sticky_did
-        else:
-            did = ext.caller_ids[0]
+        did = sticky_did if sticky_did in ext.caller_ids else ext.caller_ids[0]
         number = self.numbers.get(did)
         if number is None or self.number_account[did] != account:
             return Refusal(f"{did} is not a number of this PBX")

@@ -116,7 +116,7 @@ async def test_status_callback_marks_delivered_and_failure_notifies_sender(tmp_p
         for text in ("first", "second"):
             assert await asyncio.to_thread(
                 phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}", text) == 200
-        first, second = await twilio.wait_for(2)
+        first, _ = await twilio.wait_for(2)
         assert dict(first.form())["StatusCallback"] == f"{bridge.url}/webhooks/twilio"
         await asyncio.sleep(0.5)  # let the bridge record the carrier ids
         for sid, status in (("SM" + "1".zfill(32), "delivered"),
@@ -176,7 +176,8 @@ async def test_refused_send_is_explained_to_the_sender(tmp_path, peers):
         assert await asyncio.to_thread(
             phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}", "let me out") == 200
         (notice,) = await asyncio.to_thread(phone.wait_messages, 1)
-        assert notice["body"] == f"SMS to {REMOTE} not sent: extension 1002 is not allowed to send SMS"
+        assert notice["body"] == (
+            f"SMS to {REMOTE} not sent: extension 1002 is not allowed to send SMS")
         assert user_of(notice["from"]) == REMOTE  # shows in the conversation it concerns
         assert twilio.requests == []
         (rejected,) = [m for m in stored(bridge) if m["kind"] == "text"]

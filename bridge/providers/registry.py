@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 from bridge.providers.base import Provider
+from bridge.providers.commio import CommioProvider
 from bridge.providers.generic import GenericProvider
+from bridge.providers.plivo import PlivoProvider
+from bridge.providers.questblue import QuestBlueProvider
 from bridge.providers.sandbox import SandboxProvider
+from bridge.providers.sinch import SinchProvider
+from bridge.providers.skyetel import SkyetelProvider
 from bridge.providers.twilio import TwilioProvider
+from bridge.providers.voicemeup import VoiceMeUpProvider
+from bridge.providers.voipms import VoipmsProvider
+from bridge.providers.vonage import VonageProvider
+from bridge.providers.voxtelesys import VoxtelesysProvider
+from bridge.providers.wavix import WavixProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
+    "commio": CommioProvider,
     "generic": GenericProvider,
+    "plivo": PlivoProvider,
+    "questblue": QuestBlueProvider,
     "sandbox": SandboxProvider,
+    "sinch": SinchProvider,
+    "skyetel": SkyetelProvider,
     "twilio": TwilioProvider,
+    "voicemeup": VoiceMeUpProvider,
+    "voipms": VoipmsProvider,
+    "vonage": VonageProvider,
+    "voxtelesys": VoxtelesysProvider,
+    "wavix": WavixProvider,
 }
 
 

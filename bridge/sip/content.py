@@ -61,23 +61,19 @@ def parse_body(content_type: str, body: bytes) -> Content:
 
 
 def _parse_cpim(body: bytes) -> Content:
-    # CPIM: transport headers, blank line, message headers, blank line, then a MIME entity
-    # (its own Content-Type header, blank line, content).
-    normalised = body.replace(b"\r\n", b"\n")
-    sections = normalised.split(b"\n\n", 2)
+    # In SIP, a message/cpim body (RFC 3862) is: message headers (From, To, DateTime, ...),
+    # a blank line, the encapsulated MIME headers (Content-Type), a blank line, the content.
+    sections = body.replace(b"\r\n", b"\n").split(b"\n\n", 2)
     if len(sections) < 3:
         raise BodyError("broken message/cpim body")
-    inner = sections[2]
-    head, sep, content = inner.partition(b"\n\n")
-    if not sep:
-        raise BodyError("broken message/cpim body")
+    _, mime_head, content = sections
     inner_type = "text/plain"
-    for line in head.split(b"\n"):
+    for line in mime_head.split(b"\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-type":
             inner_type = value.strip().decode("ascii", "replace")
-    if inner_type.lower().startswith("message/cpim"):
-        raise BodyError("nested message/cpim is not supported")
+    if inner_type.lower().startswith(("message/cpim", "multipart/")):
+        raise BodyError(f"{inner_type} inside message/cpim is not supported")
     return parse_body(inner_type, content)
 
 

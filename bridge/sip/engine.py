@@ -32,6 +32,7 @@ import pjsua2 as pj
 
 from bridge.model import SipMessage
 from bridge.settings import AccountSettings, SipSection
+from bridge.sip.content import header_value
 
 log = logging.getLogger("bridge.sip")
 
@@ -62,13 +63,13 @@ class _Account(pj.Account):
         self.engine = engine
         self.name = name
 
-    def onRegState(self, prm: Any) -> None:  # noqa: N802 (pjsua2 callback, SIP thread)
+    def onRegState(self, prm: Any) -> None:
         self.engine._on_reg_state(self, prm)
 
-    def onInstantMessage(self, prm: Any) -> None:  # noqa: N802
+    def onInstantMessage(self, prm: Any) -> None:
         self.engine._on_message(self, prm)
 
-    def onInstantMessageStatus(self, prm: Any) -> None:  # noqa: N802
+    def onInstantMessageStatus(self, prm: Any) -> None:
         self.engine._on_status(prm)
 
 
@@ -211,7 +212,8 @@ class SipEngine:
                  "+".join(self.settings.transports))
 
     def _create_accounts(self) -> None:
-        host = self.settings.listen if ":" not in self.settings.listen else f"[{self.settings.listen}]"
+        listen = self.settings.listen
+        host = f"[{listen}]" if ":" in listen else listen
         trunk = _Account(self, TRUNK_ACCOUNT)
         cfg = pj.AccountConfig()
         cfg.idUri = f"sip:sms-bridge@{host}:{self.port}"
@@ -226,14 +228,14 @@ class SipEngine:
             cfg = pj.AccountConfig()
             registrar = settings.registrar or ""
             cfg.idUri = f"sip:{settings.username}@{settings.domain}"
-            cfg.regConfig.registrarUri = registrar if registrar.startswith("sip") else f"sip:{registrar}"
+            cfg.regConfig.registrarUri = _sip_uri(registrar)
             cfg.regConfig.timeoutSec = settings.register_expires
             cfg.regConfig.retryIntervalSec = 30
             cfg.regConfig.firstRetryIntervalSec = 5
             cfg.regConfig.dropCallsOnFail = False
             if settings.proxy:
-                proxy = settings.proxy if settings.proxy.startswith("sip") else f"sip:{settings.proxy}"
-                cfg.sipConfig.proxies.append(proxy + ";lr" if ";lr" not in proxy else proxy)
+                proxy = _sip_uri(settings.proxy)
+                cfg.sipConfig.proxies.append(proxy if ";lr" in proxy else proxy + ";lr")
             password = settings.password.get_secret_value() if settings.password else ""
             cfg.sipConfig.authCreds.append(
                 pj.AuthCredInfo("digest", "*", settings.auth_username or settings.username or "",
@@ -337,7 +339,7 @@ class SipEngine:
                 # SWIG decodes with surrogateescape: this recovers the bytes as sent
                 body=body.encode("utf-8", "surrogateescape"),
                 source=prm.rdata.srcAddress,
-                call_id=_header(whole, "Call-ID") or _header(whole, "i"),
+                call_id=header_value(whole, "Call-ID") or header_value(whole, "i"),
             )
         except Exception:  # e.g. a body SWIG cannot decode: drop it, never kill the thread
             log.warning("unreadable SIP MESSAGE dropped", exc_info=True)
@@ -346,14 +348,8 @@ class SipEngine:
         self._loop.call_soon_threadsafe(self._on_message_cb, message)
 
 
-def _header(whole: str, name: str) -> str:
-    prefix = name.lower() + ":"
-    for line in whole.split("\r\n")[1:]:
-        if not line:
-            break
-        if line.lower().startswith(prefix):
-            return line[len(prefix):].strip()
-    return ""
+def _sip_uri(value: str) -> str:
+    return value if value.startswith(("sip:", "sips:")) else f"sip:{value}"
 
 
 def _set_result(future: asyncio.Future[int], code: int) -> None:

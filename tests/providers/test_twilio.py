@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlencode
 
 import pytest
@@ -56,7 +57,6 @@ async def test_send_is_the_documented_request():
     assert req.method == "POST"
     assert req.path == f"/2010-04-01/Accounts/{SID}/Messages.json"
     assert req.content_type == "application/x-www-form-urlencoded"
-    import base64
     assert req.headers["Authorization"] == "Basic " + base64.b64encode(
         f"{SID}:{TOKEN}".encode()).decode()
     form = dict(req.form())

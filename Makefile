@@ -1,0 +1,41 @@
+# sip-sms-bridge: `make run` starts the daemon on the example config; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEBIAN_PACKAGES := kamailio sip-tester systemd
+
+.PHONY: run test lint bench debian-packages clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.runtime
+	$(BIN)/sip-sms-bridge run --config config/bridge.example.toml
+
+# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check).
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: debian-packages $(VENV)/.test
+	$(BIN)/ruff check bridge tests
+	$(BIN)/pytest
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check bridge tests
+
+clean:
+	rm -rf $(VENV) state .pytest_cache .ruff_cache
