@@ -112,7 +112,7 @@ class AccountSettings(Strict):
     pbx_uri: str | None = None
     # Source addresses (IP or CIDR) from which MESSAGE is accepted. In register mode the
     # registrar's address is allowed by default.
-    allowed_sources: list[str] = []  # noqa: RUF012
+    allowed_sources: list[str] = []
     default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     # register mode
     registrar: str | None = None
@@ -166,7 +166,7 @@ class ExtensionSettings(Strict):
     account: str | None = None
     send: Literal["deny", "allow", "allow_sender_id"] = "deny"
     # The DIDs this extension may send from; the first is its default caller ID.
-    caller_ids: list[str] = []  # noqa: RUF012
+    caller_ids: list[str] = []
 
     @field_validator("caller_ids")
     @classmethod
@@ -191,8 +191,8 @@ class Settings(BaseSettings):
     delivery: DeliverySection = DeliverySection()
     accounts: list[AccountSettings] = Field(min_length=1)
     providers: list[ProviderSettings] = Field(min_length=1)
-    numbers: list[NumberSettings] = []  # noqa: RUF012
-    extensions: list[ExtensionSettings] = []  # noqa: RUF012
+    numbers: list[NumberSettings] = []
+    extensions: list[ExtensionSettings] = []
 
     toml_path: ClassVar[Path | None] = None
 

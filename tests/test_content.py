@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,10 +51,8 @@ def test_unreadable_bodies_are_refused_with_a_reason(ctype, body, reason):
 @given(st.text(max_size=40), st.binary(max_size=300))
 def test_any_body_either_parses_or_is_refused(ctype, body):
     for kind in (ctype, "message/cpim", "multipart/mixed; boundary=x", "text/plain"):
-        try:
+        with contextlib.suppress(BodyError):
             parse_body(kind, body)
-        except BodyError:
-            pass
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ used in the config file) and a ``Provider`` subclass, then add one line to ``reg
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import json
@@ -205,7 +204,7 @@ class Provider:
         ``SendFailed`` with ``retryable`` set."""
         try:
             return await self._send(msg)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return SendFailed("timed out waiting for the carrier", retryable=True)
         except aiohttp.ClientError as exc:
             return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)

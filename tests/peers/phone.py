@@ -27,7 +27,6 @@ import threading
 
 import pjsua2 as pj
 
-
 # pjlib prints to stdout before its log settings apply: keep our own copy of stdout for
 # the JSON events and send fd 1 to stderr.
 EVENTS = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -44,15 +43,15 @@ class PhoneAccount(pj.Account):
         super().__init__()
         self.tokens: dict[int, tuple[object, str]] = {}
 
-    def onRegState(self, prm):  # noqa: N802
+    def onRegState(self, prm):
         info = self.getInfo()
         emit(event="registered", code=int(prm.code), active=bool(info.regIsActive))
 
-    def onInstantMessage(self, prm):  # noqa: N802
+    def onInstantMessage(self, prm):
         emit(event="message", **{"from": prm.fromUri}, to=prm.toUri,
              content_type=prm.contentType, body=prm.msgBody)
 
-    def onInstantMessageStatus(self, prm):  # noqa: N802
+    def onInstantMessageStatus(self, prm):
         entry = self.tokens.pop(int(prm.userData), None) if prm.userData is not None else None
         emit(event="status", id=entry[1] if entry else None, code=int(prm.code))
 
