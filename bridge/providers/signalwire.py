@@ -1,0 +1,218 @@
+"""SignalWire Compatibility ("LaML" / cXML) Messaging API: Twilio's wire format on SignalWire.
+
+Facts and sources (see also shared providers.md §8):
+- Send: ``POST https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{ProjectID}/
+  Messages.json``, HTTP Basic (Project ID:API token), form fields ``To``, ``From``, ``Body``
+  (at most 1,600 characters: error 21617 beyond, so longer texts are split), ``MediaUrl``
+  (repeated), ``StatusCallback``. The answer is a Twilio-shaped message whose ``sid`` is a UUID.
+  [doc] developer.signalwire.com/compatibility-api/rest/create-a-message, .../overview (base URL)
+- Errors use Twilio's codes: 21610 "Attempt to send to unsubscribed recipient", 30004 "Message
+  blocked or opted out", 21617 body too long. [doc] signalwire/docs
+  website/docs/main/rest/compatibility-api/overview/error-codes.mdx
+- Inbound and status webhooks are Twilio-compatible form POSTs (``MessageSid``, ``From``, ``To``,
+  ``Body``, ``NumMedia``, ``MediaUrl{N}``, ``MessageStatus``, ``ErrorCode``) answered with an empty
+  ``<Response/>``, so parsing and answering are the Twilio adapter's. MMS gets no DLR: it stops
+  at ``sent``. [doc] compatibility-api/xml/messaging, .../sms-status-callback
+- Signatures are made with the project's **Signing Key** (not the API token):
+  ``X-SignalWire-Signature`` (``X-Twilio-Signature`` accepted as an alias) is
+  base64(HMAC-SHA1(key, URL + form params sorted by name, a repeated name keeping its submission
+  order)), tried with and without the default port, with ``bodySHA256`` for JSON on the
+  compatibility surface ("scheme B"); JSON/RELAY requests use lowercase hex HMAC-SHA1 of
+  URL + raw body ("scheme A"), and newer builds add ``X-SignalWire-Sha256-Signature`` = hex
+  HMAC-SHA256 of the same. Test vectors are in the SDK's docs/security.md.
+  [sdk] signalwire-sdk 3.7.5 ``signalwire/core/security/webhook_validator.py``
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+from urllib.parse import parse_qs, parse_qsl, urlsplit
+
+from pydantic import Field, field_validator
+
+from bridge.model import OutboundSms, SendFailed, SendResult, Sent
+from bridge.numbers import split_text
+from bridge.providers.base import (
+    Provider,
+    ProviderConfig,
+    WebhookRequest,
+    WebhookUnauthorized,
+    basic_auth,
+    classify_http_failure,
+    constant_time_equal,
+)
+from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
+from bridge.secrets import Secret, reveal
+
+MAX_BODY = 1600
+SIGNATURE_HEADERS = ("X-SignalWire-Signature", "X-Twilio-Signature")
+SHA256_HEADER = "X-SignalWire-Sha256-Signature"
+_SPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class SignalWireConfig(ProviderConfig):
+    type: Literal["signalwire"]
+    space: str  # "example" for https://example.signalwire.com (the full host is accepted too)
+    project_id: str = Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    api_token: Secret  # API password (Basic auth with the project id)
+    signing_key: Secret  # signs webhooks (Dashboard > API Credentials > Signing Key)
+    status_callback: bool = True  # ask SignalWire to post delivery reports to our webhook
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_name(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower().removeprefix("https://").removeprefix("http://")
+        name = name.rstrip("/").removesuffix(".signalwire.com")
+        if not _SPACE.match(name):
+            raise ValueError("space must be the Space name, e.g. 'example' for "
+                             "https://example.signalwire.com")
+        return name
+
+
+def scheme_b_signature(key: str, url: str, params: Sequence[tuple[str, str]]) -> str:
+    """base64 HMAC-SHA1 of URL + name+value pairs, sorted by name only (stable), as SignalWire
+    documents; ``twilio_signature`` differs only in also sorting repeated names by value."""
+    payload = url + "".join(k + v for k, v in sorted(params, key=lambda kv: kv[0]))
+    digest = hmac.new(key.encode(), payload.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def scheme_a_signature(key: str, url: str, body: bytes, algorithm: str = "sha1") -> str:
+    """Lowercase hex HMAC of URL + raw body (JSON/RELAY webhooks)."""
+    return hmac.new(key.encode(), url.encode("utf-8") + body, algorithm).hexdigest()
+
+
+def _header(req: WebhookRequest, name: str) -> str:
+    value = req.headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in req.headers.items() if k.lower() == lowered), None)
+    return (value or "").strip()
+
+
+class SignalWireProvider(TwilioProvider):
+    """Twilio's parse() and answer() apply unchanged; sending, auth and signing differ."""
+
+    Config = SignalWireConfig
+    default_api_base = "https://{space}.signalwire.com"  # filled in from `space` by api_base
+    webhook_auth = "X-SignalWire-Signature (HMAC-SHA1 with the project Signing Key)"
+    opt_out_codes = frozenset({"21610", "30004"})
+    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
+        {"application/x-www-form-urlencoded", "application/json"}
+    )
+    config: SignalWireConfig  # type: ignore[assignment]
+
+    @property
+    def api_base(self) -> str:
+        if self.config.api_base is not None:
+            return str(self.config.api_base).rstrip("/")
+        return f"https://{self.config.space}.signalwire.com"
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
+        texts = split_text(msg.text, MAX_BODY) if len(msg.text) > MAX_BODY else [msg.text]
+        first: Sent | None = None
+        for index, text in enumerate(texts):
+            result = await self._send_one(msg, text, msg.media if index == 0 else ())
+            if isinstance(result, SendFailed):
+                if first is None:
+                    return result
+                # Earlier parts are out; a retry would send them twice.
+                return Sent(first.carrier_id, detail=f"part {index + 1}/{len(texts)} "
+                            f"not sent: {result.reason}"[:500])
+            first = first or result
+        assert first is not None
+        return first
+
+    async def _send_one(self, msg: OutboundSms, text: str, media) -> SendResult:
+        cfg = self.config
+        form: list[tuple[str, str]] = [
+            ("To", msg.to_number),
+            ("From", msg.sender_id or msg.from_number),
+            ("Body", text),
+        ]
+        form.extend(("MediaUrl", m.url) for m in media)
+        if cfg.status_callback:
+            form.append(("StatusCallback", self.webhook_url()))
+        url = f"{self.api_base}/api/laml/2010-04-01/Accounts/{cfg.project_id}/Messages.json"
+        headers = {**basic_auth(cfg.project_id, reveal(cfg.api_token)),
+                   "Accept": "application/json"}
+        async with self.http.post(url, data=form, headers=headers) as resp:
+            try:
+                payload = await resp.json(content_type=None)
+            except ValueError:
+                payload = None
+            if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
+                return Sent(str(payload["sid"]), detail=str(payload.get("status") or "") or None)
+            return self._failure(resp.status, payload, resp.headers)
+
+    @staticmethod
+    def _failure(status: int, payload: object, headers) -> SendFailed:
+        body: Any = payload if isinstance(payload, dict) else {}
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            body = errors[0]  # the newer SignalWire REST error shape
+        message = str(body.get("message") or body.get("detail") or body.get("title") or "")
+        failure = classify_http_failure(status, message or "no error message", headers)
+        code = body.get("code")
+        if code in (None, ""):
+            return failure
+        return SendFailed(
+            reason=f"SignalWire error {code}: {message}"[:500],
+            retryable=failure.retryable,
+            retry_after=failure.retry_after,
+            code=str(code),
+        )
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def verify(self, req: WebhookRequest) -> None:
+        # The URL path token (Provider.verify), not Twilio's auth-token signature check.
+        Provider.verify(self, req)
+        key = reveal(self.config.signing_key)
+        sha256 = _header(req, SHA256_HEADER)
+        signature = _header(req, SIGNATURE_HEADERS[0]) or _header(req, SIGNATURE_HEADERS[1])
+        if not signature and not sha256:
+            raise WebhookUnauthorized("X-SignalWire-Signature header missing")
+        urls = _port_variants(req.url)
+        if sha256 and any(constant_time_equal(scheme_a_signature(key, u, req.body, "sha256"),
+                                              sha256) for u in urls):
+            return
+        if signature and self._scheme_a_or_b(key, req, urls, signature):
+            return
+        raise WebhookUnauthorized("X-SignalWire-Signature does not match")
+
+    @staticmethod
+    def _scheme_a_or_b(key: str, req: WebhookRequest, urls: list[str], signature: str) -> bool:
+        if any(constant_time_equal(scheme_a_signature(key, u, req.body), signature)
+               for u in urls):
+            return True
+        query = parse_qs(urlsplit(req.url).query)
+        if "bodySHA256" in query:
+            # JSON on the compatibility surface: the URL is signed, the body hashed into it.
+            if not constant_time_equal(hashlib.sha256(req.body).hexdigest(),
+                                       query["bodySHA256"][0]):
+                return False
+            params: list[tuple[str, str]] = []
+        elif req.method == "POST":
+            try:
+                params = parse_qsl(req.body.decode("utf-8"), keep_blank_values=True)
+            except UnicodeDecodeError:
+                return False
+        else:
+            params = []
+        for url in urls:
+            for expected in (scheme_b_signature(key, url, params),
+                             twilio_signature(key, url, params)):
+                if constant_time_equal(expected, signature):
+                    return True
+        return False

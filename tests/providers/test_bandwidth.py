@@ -1,0 +1,343 @@
+"""Bandwidth adapter: the request it sends, the callbacks it accepts.
+
+Bandwidth callbacks carry no signature, only the HTTP Basic credentials set on the application,
+so there is nothing for an SDK to sign. The official ``bandwidth-sdk`` models (generated from
+Bandwidth's OpenAPI) are used instead to check that our request body and the documented
+callback examples we test against match the published schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.model import (
+    DeliveryReport,
+    InboundMessage,
+    MediaRef,
+    OutboundSms,
+    SendFailed,
+    Sent,
+    State,
+)
+from bridge.providers.bandwidth import BandwidthConfig, BandwidthProvider
+from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
+from tests.carrier_server import CannedResponse, CarrierServer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bandwidth"
+ACCOUNT = "9900000"
+APP_ID = "93de2206-9669-4e07-948d-329f4b722ee2"
+API_USER = "api-user"
+API_PASSWORD = "bandwidth-api-password"
+HOOK_USER = "bw-callbacks"
+HOOK_PASSWORD = "callback-pässword"
+PUBLIC = "https://bridge.example.com"
+
+
+def make_provider(api_base: str = "https://messaging.bandwidth.com", **extra):
+    extra.setdefault("timeout_seconds", 2)
+    cfg = BandwidthConfig(name="bw", type="bandwidth", account_id=ACCOUNT,
+                          application_id=APP_ID, username=API_USER, password=API_PASSWORD,
+                          webhook_username=HOOK_USER, webhook_password=HOOK_PASSWORD,
+                          api_base=api_base, **extra)
+    return BandwidthProvider(cfg, public_url=PUBLIC)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def callback(body: bytes, authorization: str | None = None, *, path_token=None):
+    headers = {"Content-Type": "application/json; charset=utf-8",
+               "User-Agent": "BandwidthAPI/v2"}
+    if authorization is None:
+        authorization = basic(HOOK_USER, HOOK_PASSWORD)
+    if authorization:
+        headers["Authorization"] = authorization
+    return WebhookRequest("POST", f"{PUBLIC}/webhooks/bw", headers, [], body, "127.0.0.1",
+                          path_token=path_token)
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def bw_models():
+    # the official SDK is a test dependency: its absence is a failure, never a skip
+    from bandwidth.models.inbound_callback import InboundCallback
+    from bandwidth.models.message_request import MessageRequest
+    from bandwidth.models.status_callback import StatusCallback
+
+    return MessageRequest, InboundCallback, StatusCallback
+
+
+async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
+    async with CarrierServer() as srv:
+        srv.respond(*responses)
+        provider = make_provider(srv.url, **extra)
+        await provider.start()
+        try:
+            result = await provider.send(msg)
+        finally:
+            await provider.close()
+    return result, srv.requests
+
+
+def accepted(message_id: str = "14762070468292kw2fuqty55yp2b2", **fields) -> CannedResponse:
+    body = {"id": message_id, "owner": "+12345678901", "applicationId": APP_ID,
+            "time": "2021-07-21T21:00:45.179Z", "segmentCount": 1, "direction": "out",
+            "to": ["+12345678902"], "from": "+12345678901", "text": "Hello World",
+            "tag": "test message", "priority": "default", **fields}
+    return CannedResponse(202, body)
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+async def test_send_sms_is_the_documented_request(bw_models):
+    message_request, _, _ = bw_models
+    result, (req,) = await send(OutboundSms(3, "+12345678901", "+12345678902", "héllo 😀"),
+                                accepted())
+    assert result == Sent("14762070468292kw2fuqty55yp2b2")
+    assert req.method == "POST"
+    assert req.path == f"/api/v2/users/{ACCOUNT}/messages"
+    assert req.headers["Authorization"] == basic(API_USER, API_PASSWORD)
+    assert req.content_type == "application/json"
+    assert req.json() == {"applicationId": APP_ID, "to": ["+12345678902"],
+                          "from": "+12345678901", "text": "héllo 😀",
+                          "tag": "sip-sms-bridge:3"}
+    parsed = message_request.from_json(req.body.decode())
+    assert parsed.to == ["+12345678902"] and parsed.var_from == "+12345678901"
+
+
+async def test_send_mms_is_the_documented_request(bw_models):
+    message_request, _, _ = bw_models
+    msg = OutboundSms(4, "+12345678901", "+12345678902", "Hey, check this out!",
+                      (MediaRef("https://bridge.example.com/media/test_image.jpg", "image/jpeg"),))
+    result, (req,) = await send(msg, accepted("mms-1"))
+    assert result == Sent("mms-1")
+    assert req.json() == {"applicationId": APP_ID, "to": ["+12345678902"],
+                          "from": "+12345678901", "text": "Hey, check this out!",
+                          "media": ["https://bridge.example.com/media/test_image.jpg"],
+                          "tag": "sip-sms-bridge:4"}
+    assert message_request.from_json(req.body.decode()).media == [
+        "https://bridge.example.com/media/test_image.jpg"]
+
+
+async def test_media_only_message_has_no_text():
+    msg = OutboundSms(5, "+12345678901", "+12345678902", "",
+                      (MediaRef("https://bridge.example.com/media/a.png"),))
+    _, (req,) = await send(msg, accepted())
+    assert "text" not in req.json()
+
+
+async def test_text_over_2048_characters_is_sent_in_parts():
+    text = " ".join(["word"] * 1000)  # 4,999 characters
+    result, reqs = await send(
+        OutboundSms(6, "+12345678901", "+12345678902", text,
+                    (MediaRef("https://bridge.example.com/media/a.png"),)),
+        accepted("p1"), accepted("p2"), accepted("p3"))
+    assert result == Sent("p1")
+    sent = [r.json() for r in reqs]
+    assert all(len(b["text"]) <= 2048 for b in sent)
+    assert " ".join(b["text"] for b in sent) == text
+    assert "media" in sent[0] and all("media" not in b for b in sent[1:])
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "retryable"),
+    [
+        (400, {"type": "request-validation", "description": "Your request could not be accepted",
+               "fieldErrors": [{"fieldName": "from",
+                                "description": "'+invalid' must be replaced with a valid E164 "
+                                               "formatted telephone number"}]}, {}, False),
+        (401, {"type": "unauthorized", "description": "Authentication Failed"}, {}, False),
+        (403, {"type": "forbidden", "description": "Access Denied"}, {}, False),
+        (415, {"type": "unsupported-content-type",
+               "description": "Content type 'text/plain;charset=UTF-8' not supported."},
+         {}, False),
+        (429, {"type": "max-message-queue-size-exceeded",
+               "description": "The SMS queue for your account is full and cannot accept more "
+                              "messages right now."}, {"Retry-After": "3"}, True),
+        (500, {"type": "internal-server-error", "description": "oops"}, {}, True),
+        (503, "<html>unavailable</html>", {}, True),
+    ],
+)
+async def test_send_errors_are_classified(status, body, headers, retryable):
+    result, _ = await send(OutboundSms(1, "+12345678901", "+12345678902", "x"),
+                           CannedResponse(status, body, headers))
+    assert isinstance(result, SendFailed)
+    assert result.retryable is retryable
+    assert result.code == str(status)
+    if isinstance(body, dict):
+        assert body["type"] in result.reason
+    if status == 400:
+        assert "from:" in result.reason
+    if "Retry-After" in headers:
+        assert result.retry_after == 3.0
+    assert API_PASSWORD not in result.reason
+
+
+async def test_send_timeout_is_retryable():
+    result, _ = await send(OutboundSms(1, "+12345678901", "+12345678902", "x"),
+                           CannedResponse(202, {"id": "x"}, delay=0.6), timeout_seconds=0.2)
+    assert isinstance(result, SendFailed) and result.retryable
+
+
+# --- callbacks -------------------------------------------------------------------------------
+
+
+def test_fixtures_match_the_published_schema(bw_models):
+    _, inbound_callback, status_callback = bw_models
+    for name in ("inbound_sms.json", "inbound_group_mms.json"):
+        for event in json.loads(fixture(name)):
+            inbound_callback.from_dict(event)
+    for name in ("message_sending.json", "message_delivered.json", "message_failed.json"):
+        for event in json.loads(fixture(name)):
+            status_callback.from_dict(event)
+
+
+def test_inbound_sms_from_the_documented_example():
+    provider = make_provider()
+    req = callback(fixture("inbound_sms.json"))
+    provider.verify(req)
+    assert provider.parse(req) == [InboundMessage(
+        "14762070468292kw2fuqty55yp2b2", "+12345678901", "+12345678902",
+        "Hey, check this out!")]
+
+
+def test_inbound_group_mms():
+    provider = make_provider()
+    req = callback(fixture("inbound_group_mms.json"))
+    provider.verify(req)
+    (event,) = provider.parse(req)
+    assert event.to_number == "+12345678902"  # our number: the event's "to" / the owner
+    assert event.media == (MediaRef(
+        "https://messaging.bandwidth.com/api/v2/users/{accountId}/media/"
+        "14762070468292kw2fuqty55yp2b2/0/bw.png"),)
+
+
+def test_a_single_object_body_is_accepted_too():
+    (event,) = json.loads(fixture("inbound_sms.json"))
+    req = callback(json.dumps(event).encode())
+    assert len(make_provider().parse(req)) == 1
+
+
+def test_several_events_in_one_callback():
+    events = json.loads(fixture("message_delivered.json")) + json.loads(
+        fixture("inbound_sms.json"))
+    parsed = make_provider().parse(callback(json.dumps(events).encode()))
+    assert [type(e).__name__ for e in parsed] == ["DeliveryReport", "InboundMessage"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("message_sending.json", []),
+        ("message_delivered.json", [DeliveryReport(
+            "14762070468292kw2fuqty55yp2b2", State.DELIVERED,
+            carrier_status="message-delivered")]),
+        ("message_failed.json", [DeliveryReport(
+            "14762070468292kw2fuqty55yp2b2", State.FAILED, carrier_status="message-failed",
+            error="4432: forbidden to country")]),
+    ],
+)
+def test_status_callbacks_parse(name, expected):
+    provider = make_provider()
+    req = callback(fixture(name))
+    provider.verify(req)
+    assert provider.parse(req) == expected
+
+
+def test_message_sent_and_read():
+    (event,) = json.loads(fixture("message_delivered.json"))
+    for kind, state in (("message-sent", State.SENT), ("message-read", State.DELIVERED)):
+        body = json.dumps([{**event, "type": kind}]).encode()
+        (report,) = make_provider().parse(callback(body))
+        assert report.state is state
+
+
+def test_opt_out_code_is_declared():
+    assert "4775" in BandwidthProvider.opt_out_codes
+
+
+# --- webhook auth ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "",  # missing
+        basic(HOOK_USER, "wrong"),
+        basic("someone", HOOK_PASSWORD),
+        basic(API_USER, API_PASSWORD),  # the API credentials are not the callback ones
+        "Bearer " + base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode(),
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
+        "Basic",
+    ],
+)
+def test_bad_credentials_are_refused(authorization):
+    with pytest.raises(WebhookUnauthorized):
+        make_provider().verify(callback(fixture("inbound_sms.json"), authorization))
+
+
+def test_lowercase_authorization_header_works():
+    req = callback(fixture("inbound_sms.json"))
+    headers = {k.lower(): v for k, v in req.headers.items()}
+    make_provider().verify(WebhookRequest("POST", req.url, headers, [], req.body, req.remote))
+
+
+def test_url_token_is_checked_when_configured():
+    provider = make_provider(webhook_token="s3cret-path-token")
+    with pytest.raises(WebhookUnauthorized):
+        provider.verify(callback(fixture("inbound_sms.json")))
+    with pytest.raises(WebhookUnauthorized):
+        provider.verify(callback(fixture("inbound_sms.json"), path_token="nope"))
+    provider.verify(callback(fixture("inbound_sms.json"), path_token="s3cret-path-token"))
+
+
+def test_secrets_stay_out_of_reprs():
+    cfg = make_provider().config
+    for secret in (API_PASSWORD, HOOK_PASSWORD):
+        assert secret not in repr(cfg)
+        assert secret not in str(cfg.model_dump())
+
+
+# --- hostile bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe garbage",
+        b"not json",
+        b'"a string"',
+        b"[1, 2]",
+        b"[{}]",
+        b'[{"type": "message-received"}]',
+        b'[{"type": "message-received", "message": []}]',
+        b'[{"type": 5, "message": {"id": "x"}}]',
+        b'[{"type": "message-received", "message": {"id": 7}}]',
+        b'[{"type": "message-received", "message": {"id": "x", "from": "+12345678901"}}]',
+        b'[{"type": "message-received", "to": "+12345678902", '
+        b'"message": {"id": "x", "from": "nobody"}}]',
+        b'[{"type": "message-received", "to": "+12345678902", '
+        b'"message": {"id": "x", "from": 12345678901}}]',
+        b'[{"type": "message-received", "to": "+12345678902", '
+        b'"message": {"id": "x", "from": "+12345678901", "text": 5}}]',
+        b'[{"type": "message-received", "to": "+12345678902", '
+        b'"message": {"id": "x", "from": "+12345678901", "media": "http://x"}}]',
+        b'[{"type": "message-received", "to": "+12345678902", '
+        b'"message": {"id": "x", "from": "+12345678901", "media": [null]}}]',
+        b'[{"type": "message-delivered", "message": {}}]',
+    ],
+)
+def test_hostile_bodies_are_malformed(body):
+    with pytest.raises(WebhookMalformed):
+        make_provider().parse(callback(body))

@@ -1,0 +1,300 @@
+"""Flowroute adapter: the request it sends, the webhooks it accepts.
+
+Flowroute documents no webhook signature, so the adapter requires a secret token in the
+webhook URL path; the tests check that it is enforced.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.model import (
+    DeliveryReport,
+    InboundMessage,
+    MediaRef,
+    OutboundSms,
+    SendFailed,
+    Sent,
+    State,
+)
+from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
+from bridge.providers.flowroute import FlowrouteConfig, FlowrouteProvider, classify_dlr
+from tests.carrier_server import CannedResponse, CarrierServer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "flowroute"
+ACCESS_KEY = "12345678"
+SECRET_KEY = "flowroute-secret-key-0123456789"
+TOKEN = "fr-webhook-token-4f9c2e"
+PUBLIC = "https://bridge.example.com"
+
+
+def make_provider(api_base: str = "https://api.flowroute.com", **extra) -> FlowrouteProvider:
+    extra.setdefault("timeout_seconds", 2)
+    extra.setdefault("webhook_token", TOKEN)
+    cfg = FlowrouteConfig(name="fr", type="flowroute", access_key=ACCESS_KEY,
+                          secret_key=SECRET_KEY, api_base=api_base, **extra)
+    return FlowrouteProvider(cfg, public_url=PUBLIC)
+
+
+def hook(body: bytes, token: str | None = TOKEN) -> WebhookRequest:
+    return WebhookRequest("POST", f"{PUBLIC}/webhooks/fr/{token}",
+                          {"Content-Type": "application/vnd.api+json"}, [], body, "127.0.0.1",
+                          path_token=token)
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
+    async with CarrierServer() as srv:
+        srv.respond(*responses)
+        provider = make_provider(srv.url, **extra)
+        await provider.start()
+        try:
+            result = await provider.send(msg)
+        finally:
+            await provider.close()
+    return result, srv.requests
+
+
+def accepted(mdr: str = "mdr2-39cadeace66e11e7aff806cd7f24ba2d") -> CannedResponse:
+    return CannedResponse(202, {"data": {
+        "id": mdr, "type": "message",
+        "links": {"self": f"https://api.flowroute.com/v2.2/messages/{mdr}"}}})
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+async def test_send_sms_is_the_documented_request():
+    result, (req,) = await send(OutboundSms(1, "+12065550101", "+12065551234", "héllo 😀"),
+                                accepted())
+    assert result == Sent("mdr2-39cadeace66e11e7aff806cd7f24ba2d")
+    assert req.method == "POST"
+    assert req.path == "/v2.2/messages"
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(
+        f"{ACCESS_KEY}:{SECRET_KEY}".encode()).decode()
+    assert req.content_type == "application/vnd.api+json"
+    assert req.json() == {"data": {"type": "message", "attributes": {
+        "to": "+12065551234", "from": "+12065550101", "body": "héllo 😀",
+        "dlr_callback": f"{PUBLIC}/webhooks/fr/{TOKEN}"}}}
+
+
+async def test_send_mms_is_the_documented_request():
+    msg = OutboundSms(2, "+12065550101", "+12065551234", "",
+                      (MediaRef("https://bridge.example.com/media/a.jpg", "image/jpeg"),))
+    result, (req,) = await send(msg, accepted("mdr2-mms"))
+    assert result == Sent("mdr2-mms")
+    assert req.json() == {"data": {"type": "message", "attributes": {
+        "to": "+12065551234", "from": "+12065550101",
+        "media_urls": ["https://bridge.example.com/media/a.jpg"], "is_mms": True}}}
+
+
+async def test_mms_with_text_keeps_the_body():
+    msg = OutboundSms(3, "+12065550101", "+12065551234", "caption",
+                      (MediaRef("https://bridge.example.com/media/a.jpg"),))
+    _, (req,) = await send(msg, accepted())
+    assert req.json()["data"]["attributes"]["body"] == "caption"
+
+
+async def test_digits_number_format():
+    _, (req,) = await send(OutboundSms(4, "+12065550101", "+12065551234", "x"), accepted(),
+                           number_format="digits", delivery_reports=False)
+    assert req.json()["data"]["attributes"] == {"to": "12065551234", "from": "12065550101",
+                                                "body": "x"}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "retryable"),
+    [
+        (401, {"errors": [{"id": "4f2a", "status": 401, "title": "Unauthorized",
+                           "detail": "Authentication failed"}]}, {}, False),
+        (403, {"errors": [{"id": "4f2b", "status": 403, "title": "Forbidden",
+                           "detail": "The from number is not on your account"}]}, {}, False),
+        (422, {"errors": [{"id": "4f2c", "status": 422, "title": "Unprocessable Entity",
+                           "detail": "'to' is not a valid phone number"}]}, {}, False),
+        (429, {"errors": [{"id": "4f2d", "status": 429, "title": "Too Many Requests"}]},
+         {"Retry-After": "3"}, True),
+        (500, {"errors": [{"id": "4f2e", "status": 500, "title": "Internal Server Error"}]},
+         {}, True),
+        (502, "<html>bad gateway</html>", {}, True),
+    ],
+)
+async def test_send_errors_are_classified(status, body, headers, retryable):
+    result, _ = await send(OutboundSms(1, "+12065550101", "+12065551234", "x"),
+                           CannedResponse(status, body, headers))
+    assert isinstance(result, SendFailed)
+    assert result.retryable is retryable
+    assert result.code == str(status)
+    if isinstance(body, dict):
+        assert body["errors"][0]["title"] in result.reason
+    if "Retry-After" in headers:
+        assert result.retry_after == 3.0
+    assert SECRET_KEY not in result.reason
+
+
+async def test_send_timeout_is_retryable():
+    result, _ = await send(OutboundSms(1, "+12065550101", "+12065551234", "x"),
+                           CannedResponse(202, {"data": {"id": "x"}}, delay=0.6),
+                           timeout_seconds=0.2)
+    assert isinstance(result, SendFailed) and result.retryable
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+def test_inbound_sms():
+    provider = make_provider()
+    req = hook(fixture("inbound_sms.json"))
+    provider.verify(req)
+    assert provider.parse(req) == [InboundMessage(
+        "mdr2-39cadeace66e11e7aff806cd7f24ba2d", "+12065550101", "+12065551234",
+        "Hello, are you there?")]
+
+
+def test_inbound_mms_with_null_body():
+    provider = make_provider()
+    req = hook(fixture("inbound_mms.json"))
+    provider.verify(req)
+    (event,) = provider.parse(req)
+    assert event.text == ""
+    assert event.media == (MediaRef(
+        "https://s3.us-west-2.amazonaws.com/flowroute-messaging-media/c8f4a9e2-1",
+        "image/png", 14832),)
+
+
+def test_plain_json_content_is_parsed_too():
+    req = WebhookRequest("POST", f"{PUBLIC}/webhooks/fr/{TOKEN}",
+                         {"Content-Type": "application/json"}, [], fixture("inbound_sms.json"),
+                         "127.0.0.1", path_token=TOKEN)
+    assert len(make_provider().parse(req)) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("dlr_level1.json", DeliveryReport("mdr2-ca82be46e6ba11e79d08862d5acd2fc7", State.SENT,
+                                           carrier_status="smsc submit")),
+        ("dlr_delivered.json", DeliveryReport("mdr2-ca82be46e6ba11e79d08862d5acd2fc7",
+                                              State.DELIVERED, carrier_status="delivered")),
+        ("dlr_failed.json", DeliveryReport(
+            "mdr2-ca82be46e6ba11e79d08862d5acd2fc7", State.FAILED,
+            carrier_status="undeliverable",
+            error="1008: Carrier rejected: unknown subscriber")),
+    ],
+)
+def test_delivery_receipts_parse(name, expected):
+    provider = make_provider()
+    req = hook(fixture(name))
+    provider.verify(req)
+    assert provider.parse(req) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "state"),
+    [
+        ("delivered", 2, State.DELIVERED),
+        ("delivery success", 2, State.DELIVERED),
+        ("DELIVRD", 2, State.DELIVERED),
+        ("delivered", 1, State.SENT),
+        ("smsc submit", 1, State.SENT),
+        ("accepted", "1", State.SENT),
+        ("delivery failure", 2, State.FAILED),
+        ("smsc reject", 1, State.FAILED),
+        ("undelivered", 2, State.FAILED),
+        ("expired", 2, State.FAILED),
+        ("message buffered", 2, None),
+        ("smsc intermediate notifications", 2, None),
+    ],
+)
+def test_dlr_status_words(status, level, state):
+    assert classify_dlr(status, level) is state
+
+
+def test_buffered_dlr_carries_no_event():
+    doc = json.loads(fixture("dlr_delivered.json"))
+    doc["data"]["attributes"]["status"] = "message buffered"
+    assert make_provider().parse(hook(json.dumps(doc).encode())) == []
+
+
+def test_unknown_document_types_are_ignored():
+    body = json.dumps({"data": {"type": "number", "id": "12065551234",
+                                "attributes": {}}}).encode()
+    assert make_provider().parse(hook(body)) == []
+
+
+# --- webhook auth: the URL path token --------------------------------------------------------
+
+
+def test_webhook_token_is_required_by_the_adapter():
+    assert FlowrouteProvider.requires_webhook_token
+    provider = make_provider(webhook_token=None)
+    with pytest.raises(WebhookUnauthorized):
+        provider.verify(hook(fixture("inbound_sms.json"), token=None))
+    with pytest.raises(WebhookUnauthorized):
+        provider.verify(hook(fixture("inbound_sms.json"), token="anything"))
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x", TOKEN[:-1]])
+def test_wrong_or_missing_token_is_refused(token):
+    with pytest.raises(WebhookUnauthorized):
+        make_provider().verify(hook(fixture("inbound_sms.json"), token=token))
+
+
+def test_right_token_is_accepted():
+    make_provider().verify(hook(fixture("inbound_sms.json")))
+
+
+def test_secrets_stay_out_of_reprs():
+    cfg = make_provider().config
+    for secret in (SECRET_KEY, TOKEN):
+        assert secret not in repr(cfg)
+        assert secret not in str(cfg.model_dump())
+    assert TOKEN not in make_provider().webhook_url(masked=True)
+
+
+# --- hostile bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe garbage",
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"data": []}',
+        b'{"data": {"type": "message"}}',
+        b'{"data": {"type": "message", "id": 5, "attributes": {}}}',
+        b'{"data": {"type": ["message"], "id": "x", "attributes": {}}}',
+        b'{"data": {"type": "message", "id": "x"}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": "a"}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": {"from": "12065550101"}}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "nobody", "to": "12065551234"}}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": 12065550101, "to": "12065551234"}}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "12065550101", "to": "12065551234", "body": {"a": 1}}}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "12065550101", "to": "12065551234"}}, "included": {"a": 1}}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "12065550101", "to": "12065551234"}}, "included": ["a"]}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "12065550101", "to": "12065551234"}}, '
+        b'"included": [{"type": "media", "attributes": {"url": 7}}]}',
+        b'{"data": {"type": "message", "id": "x", "attributes": '
+        b'{"from": "12065550101", "to": "12065551234"}}, '
+        b'"included": [{"type": "media"}]}',
+        b'{"data": {"type": "delivery_receipt", "id": "mdr2-x", "attributes": {}}}',
+        b'{"data": {"type": "delivery_receipt", "id": "mdr2-x", "attributes": {"status": 3}}}',
+    ],
+)
+def test_hostile_bodies_are_malformed(body):
+    with pytest.raises(WebhookMalformed):
+        make_provider().parse(hook(body))
