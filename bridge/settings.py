@@ -219,6 +219,14 @@ class Settings(BaseSettings):
             for name, count in Counter(names).items():
                 if count > 1:
                     problems.append(f"{kind}[{name}]: name used {count} times")
+        for cfg in self.providers:
+            adapter = PROVIDERS[cfg.type](cfg)
+            if adapter.requires_webhook_token and cfg.webhook_token is None:
+                problems.append(
+                    f"providers[{cfg.name}].webhook_token: required, because {cfg.type} does "
+                    "not sign its webhooks; set a long random value (it becomes part of the "
+                    "webhook URL)"
+                )
         registrations = sum(1 for a in self.accounts if a.mode == "register")
         if registrations > MAX_REGISTRATIONS:
             problems.append(
