@@ -12,22 +12,30 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Mapping
 
 from bridge.core import Bridge, Notifier
 from bridge.dispatch import Dispatcher, RetryPolicy
+from bridge.media import MediaStore
+from bridge.metrics import Metrics
 from bridge.model import Direction
 from bridge.providers.base import Provider
 from bridge.providers.registry import provider_class
 from bridge.routing import Router
+from bridge.secrets import reveal
 from bridge.settings import Settings
 from bridge.sip.engine import SipEngine
 from bridge.store import Store
+from bridge.web.admin import AdminApi
+from bridge.web.media import MediaRoutes
 from bridge.web.server import WebhookServer
 
 log = logging.getLogger("bridge.app")
 
 DB_FILE = "bridge.sqlite3"
+MEDIA_DIR = "media"
+MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
 REGISTRATION_WAIT = 10.0  # seconds start-up waits for registrations before READY=1
 
 
@@ -64,17 +72,30 @@ class Application:
         policy = RetryPolicy(first=delivery.first_retry_seconds,
                              maximum=delivery.max_retry_seconds)
         self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message)
+        self.metrics = Metrics()
+        self.metrics.observe_state(self.store.queue_stats, self._registered)
+        self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
+                                settings.media, settings.bridge.public_url)
         self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
-                             Notifier(self._wake_outbound, self._wake_inbound))
+                             Notifier(self._wake_outbound, self._wake_inbound), self.metrics,
+                             media=self.media)
         self.outbound = Dispatcher(Direction.OUT, self.store, self.bridge.send_sms,
-                                   self.bridge.finished, policy, delivery.carrier_concurrency)
+                                   self.bridge.finished, policy, delivery.carrier_concurrency,
+                                   self.metrics)
         self.inbound = Dispatcher(Direction.IN, self.store, self.bridge.send_sip_message,
-                                  self.bridge.finished, policy, delivery.sip_concurrency)
+                                  self.bridge.finished, policy, delivery.sip_concurrency,
+                                  self.metrics)
+        admin = (AdminApi(settings.admin.token, self.bridge)
+                 if settings.admin.token is not None else None)
         self.web = WebhookServer(self.providers, self.bridge.on_carrier_events,
                                  settings.bridge.public_url, settings.web.max_body_bytes,
-                                 self.readiness)
+                                 self.readiness, self.metrics, admin,
+                                 media=MediaRoutes(self.media,
+                                                   reveal(settings.media.upload_token)),
+                                 trusted_proxies=settings.web.trusted_proxies)
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._media_retention: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     def _wake_outbound(self) -> None:
@@ -87,6 +108,19 @@ class Application:
         task = asyncio.create_task(self.bridge.on_sip_message(message))
         self._intake.add(task)
         task.add_done_callback(self._intake.discard)
+
+    def _web_tls(self) -> ssl.SSLContext | None:
+        web = self.settings.web
+        if web.tls_cert_file is None or web.tls_key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(web.tls_cert_file, web.tls_key_file)
+        return context
+
+    def _registered(self) -> dict[str, bool]:
+        return {a.name: self.sip.is_registered(a.name) for a in self.settings.accounts
+                if a.mode == "register"}
 
     async def readiness(self) -> dict[str, object]:
         accounts = {}
@@ -112,10 +146,13 @@ class Application:
         resumed = await self.store.recover()
         if resumed:
             log.info("resumed %d messages that were in flight at the last stop", resumed)
+        self._media_retention = asyncio.create_task(
+            self.media.run_retention(MEDIA_CLEANUP_SECONDS), name="media-retention")
         for provider in self.providers.values():
             await provider.start()
         await self.sip.start()
-        await self.web.start(self.settings.web.listen, self.settings.web.port)
+        await self.web.start(self.settings.web.listen, self.settings.web.port,
+                             self._web_tls())
         self.outbound.start()
         self.inbound.start()
         await self._wait_registered(REGISTRATION_WAIT)
@@ -162,6 +199,9 @@ class Application:
         await self.sip.stop()
         for provider in self.providers.values():
             await provider.close()
+        if self._media_retention is not None:
+            self._media_retention.cancel()
+            await asyncio.gather(self._media_retention, return_exceptions=True)
         await self.store.close()
         log.info("stopped")
 

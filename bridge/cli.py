@@ -44,11 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = command("show", "one message with its whole history")
     p.add_argument("id", type=int)
+    p = command("retry", "attempt a failed or queued message again now (running daemon)")
+    p.add_argument("id", type=int)
+    p = command("send", "send a text as an extension would, with the same permission checks "
+                        "(running daemon)")
+    p.add_argument("--from", dest="sender", required=True, metavar="EXT")
+    p.add_argument("--to", required=True, metavar="NUMBER")
+    p.add_argument("--account", help="the account (PBX) of the extension, if several")
+    p.add_argument("text", nargs="+")
+    p = sub.add_parser("segments", help="how a text will be split into SMS, and why",
+                       description="how a text will be split into SMS, and why")
+    p.add_argument("text", nargs="+")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "segments":  # needs no config
+        return cmd_segments(args)
     if not args.config:
         print(f"error: give --config FILE or set ${CONFIG_ENV}", file=sys.stderr)
         return 2
@@ -66,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "webhook-urls": cmd_webhook_urls,
         "messages": cmd_messages,
         "show": cmd_show,
+        "retry": cmd_retry,
+        "send": cmd_send,
     }[args.command]
     return handler(settings, args)
 
@@ -86,8 +101,14 @@ def setup_logging(settings: Settings) -> None:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": record.created, "level": record.levelname.lower(),
-                           "logger": record.name, "message": record.getMessage()})
+        entry: dict[str, object] = {"time": record.created, "level": record.levelname.lower(),
+                                    "logger": record.name, "message": record.getMessage()}
+        message_id = getattr(record, "message_id", None)  # set via extra= where known
+        if message_id is not None:
+            entry["message_id"] = message_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -215,3 +236,105 @@ def _as_dict(m) -> dict[str, object]:  # type: ignore[no-untyped-def]
         "attempts": m.attempts, "created_at": m.created_at, "updated_at": m.updated_at,
         "last_error": m.last_error,
     }
+
+
+# --- commands that talk to the running daemon (admin API) ---------------------------------
+
+
+class AdminError(Exception):
+    """Why an admin call did not happen, in words for the person at the terminal."""
+
+
+def _admin_url(settings: Settings) -> str:
+    # The admin API answers loopback clients only: reach it over loopback, whatever the
+    # web server listens on ("0.0.0.0", "::" and loopback addresses all include it).
+    host = "[::1]" if ":" in settings.web.listen else "127.0.0.1"
+    return f"http://{host}:{settings.web.port}"
+
+
+def _admin_call(settings: Settings, config: str, path: str,
+                payload: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+    import urllib.error
+    import urllib.request
+
+    from bridge.secrets import reveal
+
+    if settings.admin.token is None:
+        raise AdminError(f"the admin API is off: set [admin] token in {config} "
+                         "(e.g. token = { credential = \"admin-token\" }) and restart the daemon")
+    url = _admin_url(settings) + path
+    request = urllib.request.Request(  # noqa: S310 (our own loopback URL)
+        url, method="POST", data=json.dumps(payload or {}).encode(),
+        headers={"Authorization": f"Bearer {reveal(settings.admin.token)}",
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read() or b"{}")
+        except ValueError:
+            answer = {}
+        if exc.code == 401:
+            raise AdminError("the daemon refused the admin token: the token in "
+                             f"{config} differs from the one the daemon started with "
+                             "(restart it after changing the token)") from None
+        if exc.code == 404 and "error" not in answer:
+            raise AdminError(f"the daemon at {_admin_url(settings)} has no admin API: it "
+                             "was started without [admin] token (restart it)") from None
+        if not isinstance(answer, dict) or "error" not in answer:
+            raise AdminError(f"the daemon answered HTTP {exc.code}") from None
+        return exc.code, answer
+    except urllib.error.URLError as exc:
+        raise AdminError(f"the bridge is not running (nothing answers at "
+                         f"{_admin_url(settings)}: {exc.reason})") from None
+    except (TimeoutError, ConnectionError) as exc:
+        raise AdminError(f"the bridge at {_admin_url(settings)} did not answer: "
+                         f"{exc}") from None
+
+
+def cmd_retry(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        status, answer = _admin_call(settings, args.config, f"/admin/messages/{args.id}/retry")
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if status >= 400:
+        print(f"message {args.id} not retried: {answer['error']}", file=sys.stderr)
+        return 1
+    print(f"message {args.id} queued again; follow it with: sip-sms-bridge show {args.id}")
+    return 0
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    payload: dict[str, object] = {"from": args.sender, "to": args.to,
+                                  "text": " ".join(args.text)}
+    if args.account:
+        payload["account"] = args.account
+    try:
+        status, answer = _admin_call(settings, args.config, "/admin/send", payload)
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if status >= 400:
+        stored = f" (stored as message {answer['id']})" if answer.get("id") else ""
+        print(f"not sent: {answer['error']}{stored}", file=sys.stderr)
+        return 1
+    print(f"message {answer['id']} queued; follow it with: sip-sms-bridge show {answer['id']}")
+    return 0
+
+
+def cmd_segments(args: argparse.Namespace) -> int:
+    from bridge.numbers import segments
+
+    text = " ".join(args.text)
+    seg = segments(text)
+    unit = "septets" if seg.encoding == "GSM-7" else "UTF-16 code units"
+    print(f"{seg.encoding}, {seg.count} segment{'' if seg.count == 1 else 's'} "
+          f"({seg.units} {unit}; {seg.per_segment} per segment)")
+    print(f"why: {seg.reason}")
+    if seg.count > 1:
+        single = 160 if seg.encoding == "GSM-7" else 70
+        print(f"  a text over {single} {unit} is split into parts of {seg.per_segment}, "
+              "each carrying a header that joins them again on the phone")
+    return 0

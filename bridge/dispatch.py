@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bridge.metrics import Metrics
 from bridge.model import Direction, State
 from bridge.store import Store, StoredMessage
 
@@ -45,9 +46,18 @@ class Fail:
     """Permanent: no attempt will succeed."""
 
     reason: str
+    category: str = "other"  # coarse class for the failures metric (see bridge.metrics)
 
 
-Outcome = Done | Retry | Fail
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Not now, and not a failure: try again in exactly ``after`` seconds (pacing)."""
+
+    after: float
+    reason: str
+
+
+Outcome = Done | Retry | Fail | Defer
 Attempt = Callable[[StoredMessage], Awaitable[Outcome]]
 Finished = Callable[[StoredMessage, State, str], Awaitable[None]]
 
@@ -82,8 +92,10 @@ class Dispatcher:
         finished: Finished,
         policy: RetryPolicy,
         concurrency: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.direction = direction
+        self.metrics = metrics or Metrics()
         self.store = store
         self.attempt = attempt
         self.finished = finished
@@ -161,10 +173,18 @@ class Dispatcher:
             self._wake.set()
 
     async def _record(self, message: StoredMessage, outcome: Outcome) -> None:
+        ids = {"message_id": message.id}
+        if isinstance(outcome, Defer):
+            await self.store.transition(message.id, State.QUEUED,
+                                        next_attempt_at=time.time() + outcome.after,
+                                        detail=outcome.reason)
+            return
         if isinstance(outcome, Done):
-            await self.store.transition(message.id, outcome.state, detail=outcome.detail,
-                                        carrier_id=outcome.carrier_id)
-            log.info("message %d %s: %s", message.id, outcome.state, outcome.detail)
+            # a delivery report may have overtaken us: count only a change we made
+            if await self.store.transition(message.id, outcome.state, detail=outcome.detail,
+                                           carrier_id=outcome.carrier_id):
+                self.metrics.outcome(self.direction, message.provider, outcome.state)
+            log.info("message %d %s: %s", message.id, outcome.state, outcome.detail, extra=ids)
             if outcome.state == State.DELIVERED or self.direction == Direction.OUT:
                 await self.finished(message, outcome.state, outcome.detail)
             return
@@ -177,12 +197,16 @@ class Dispatcher:
                     detail=f"attempt {message.attempts} failed: {outcome.reason}; "
                            f"retrying in {at - time.time():.0f} s",
                 )
+                self.metrics.retried(self.direction)
                 log.info("message %d attempt %d failed (%s); retry in %.0f s",
-                         message.id, message.attempts, outcome.reason, at - time.time())
+                         message.id, message.attempts, outcome.reason, at - time.time(),
+                         extra=ids)
                 return
             reason = f"expired after {message.attempts} attempts; last error: {outcome.reason}"
+            category = "expired"
         else:
-            reason = outcome.reason
-        await self.store.transition(message.id, State.FAILED, error=reason)
-        log.warning("message %d failed: %s", message.id, reason)
+            reason, category = outcome.reason, outcome.category
+        if await self.store.transition(message.id, State.FAILED, error=reason):
+            self.metrics.outcome(self.direction, message.provider, State.FAILED, category)
+        log.warning("message %d failed: %s", message.id, reason, extra=ids)
         await self.finished(message, State.FAILED, reason)

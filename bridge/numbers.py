@@ -42,11 +42,18 @@ def to_e164(raw: str, default_region: str = "US") -> str:
 
 
 def region_of(e164: str) -> str | None:
-    """The ISO region code of an E.164 number ("US", "GB", ...), or None if unknown."""
+    """The ISO region code of an E.164 number ("US", "GB", ...), or None if unknown.
+
+    A number outside the allocation tables (e.g. a 555 test number) gets its country code's
+    main region, so it is treated like the country it dials into."""
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+        parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
+    region = phonenumbers.region_code_for_number(parsed)
+    if region in (None, "ZZ"):
+        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    return None if region in (None, "ZZ", "001") else region
 
 
 def digits(e164: str) -> str:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bridge.numberplan import NumberPlan
 from bridge.numbers import InvalidNumber, to_e164
 from bridge.providers.registry import PROVIDERS
 from bridge.secrets import Secret
@@ -70,14 +73,64 @@ class WebSection(Strict):
     listen: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Serve HTTPS directly: a full-chain certificate and its key (PEM).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Reverse proxies in front of the bridge (IPs/CIDRs). Only for requests from them is
+    # X-Forwarded-For believed; everyone else's address is the connection's. Signatures
+    # are always checked against bridge.public_url.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSection:
+        _check_tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
+
+
+def _check_tls_pair(cert: Path | None, key: Path | None) -> None:
+    if (cert is None) != (key is None):
+        raise ValueError("give both tls_cert_file and tls_key_file")
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist")
+
+
+class AdminSection(Strict):
+    """The admin API (retry, send) on the web server, for loopback clients presenting this
+    bearer token. Without a token the admin API is off."""
+
+    token: Secret | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 24)")
+        return value
 
 
 class SipSection(Strict):
     listen: str = "127.0.0.1"
     port: int = Field(default=5060, ge=0, le=65535)
-    transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    transports: list[Literal["udp", "tcp", "tls"]] = ["udp", "tcp"]
     user_agent: str = "sip-sms-bridge"
     max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # SIP over TLS (transports = [..., "tls"]): its own port, certificate and key (PEM).
+    tls_port: int = Field(default=5061, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> SipSection:
+        if "tls" in self.transports and self.tls_cert_file is None:
+            raise ValueError('the "tls" transport needs tls_cert_file and tls_key_file')
+        _check_tls_pair(self.tls_cert_file, self.tls_key_file)
+        return self
 
 
 class DeliverySection(Strict):
@@ -91,6 +144,48 @@ class DeliverySection(Strict):
     sip_concurrency: int = Field(default=64, ge=1, le=1024)
     # When the bridge tells a sender about their text: failures only, every status, or never.
     notify_sender: Literal["failures", "all", "none"] = "failures"
+
+
+MediaFormat = Literal["link", "rcs-ft"]
+_MEDIA_TYPE = r"^[a-z0-9][a-z0-9.+-]*/(\*|[a-z0-9][a-z0-9.+-]*)$"
+
+
+class MediaSection(Strict):
+    """MMS: pictures and other files, copied from the carrier (or the phone) into state_dir/media
+    and served to phones and carriers at unguessable URLs under public_url/media/."""
+
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    # Types accepted, each exact ("application/pdf") or a whole family ("image/*").
+    allowed_types: list[Annotated[str, Field(pattern=_MEDIA_TYPE)]] = [
+        "image/*", "video/*", "audio/*", "application/pdf", "text/vcard", "text/x-vcard",
+    ]
+    retention_days: float = Field(default=30.0, gt=0)
+    # Disk space media may take; past it the oldest files are deleted first.
+    max_disk_bytes: int = Field(default=1024**3, ge=1024)
+    # How phones are shown media, unless an extension says otherwise: "link" (the text plus
+    # one short link per file: any phone that shows text) or "rcs-ft" (RCS file-transfer
+    # MESSAGEs that Linphone and other RCS-style softphones show inline).
+    phone_format: MediaFormat = "link"
+    # Enables the file-transfer upload endpoint softphones send pictures through:
+    # public_url/upload/<upload_token>. Without it there is no upload endpoint.
+    upload_token: Secret | None = None
+
+    @field_validator("allowed_types", mode="before")
+    @classmethod
+    def _lower(cls, values: Any) -> Any:
+        return [v.lower() for v in values] if isinstance(values, list) else values
+
+    @field_validator("upload_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 24)")
+        return value
+
+    def allows(self, content_type: str) -> bool:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        family = kind.split("/", 1)[0] + "/*"
+        return kind in self.allowed_types or family in self.allowed_types
 
 
 def _check_cidr(value: str) -> str:
@@ -120,7 +215,16 @@ class AccountSettings(Strict):
     auth_username: str | None = None
     password: Secret | None = None
     proxy: str | None = None
-    register_expires: int = Field(default=300, ge=60, le=86400)
+    register_expires: int = Field(default=300, ge=20, le=86400)
+    # Trunks sharing source addresses (one hosted PBX platform, many tenants) are told apart
+    # by the SIP domain in the From header: list this tenant's domains here.
+    match_domains: list[str] = []
+    # Countries its extensions may text (ISO codes). Default: the tenant's own region.
+    allowed_countries: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
+
+    @property
+    def countries(self) -> frozenset[str]:
+        return frozenset(self.allowed_countries or [self.default_region])
 
     @field_validator("allowed_sources")
     @classmethod
@@ -144,21 +248,106 @@ class AccountSettings(Strict):
         return base.removeprefix("sips:").removeprefix("sip:")
 
 
-class NumberSettings(Strict):
-    """A DID: which carrier it is on, which tenant owns it, where its inbound texts go."""
+def _e164_or_error(value: str) -> str:
+    try:
+        return to_e164(value)
+    except InvalidNumber as exc:
+        raise ValueError(str(exc)) from None
 
-    number: str
+
+class NumberRange(Strict):
+    first: str
+    last: str
+
+    @field_validator("first", "last")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return _e164_or_error(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumberRange:
+        if len(self.first) != len(self.last) or self.first > self.last:
+            raise ValueError("first and last must have as many digits, first <= last")
+        return self
+
+
+class PacingSettings(Strict):
+    """How fast a DID may send, as carriers impose it (10DLC, toll-free, Commio). Texts over
+    the pace wait in the queue; none is dropped."""
+
+    per_second: float | None = Field(default=None, gt=0)
+    per_hour: int | None = Field(default=None, gt=0)
+    per_day: int | None = Field(default=None, gt=0)
+
+
+class NumberSettings(Strict):
+    """One or more DIDs: the carrier they are on, the tenant that owns them, and where their
+    inbound texts go. Give exactly one of ``number``, ``numbers``, ``prefix`` or ``range``.
+    A DID matches an exact number first, then a range, then the longest prefix."""
+
+    number: str | None = None
+    numbers: list[str] = []
+    prefix: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{0,14}$")
+    range: NumberRange | None = None
     provider: str
     account: str | None = None  # optional when there is exactly one account
-    deliver_to: list[str] = Field(min_length=1)  # extensions that receive its texts
+    deliver_to: list[str] = Field(min_length=1)  # each listed extension gets its own copy
+    # gets the text when delivery to the first extension fails permanently
+    fallback: str | None = None
+    pacing: PacingSettings | None = None
 
     @field_validator("number")
     @classmethod
-    def _e164(cls, value: str) -> str:
-        try:
-            return to_e164(value)
-        except InvalidNumber as exc:
-            raise ValueError(str(exc)) from None
+    def _e164(cls, value: str | None) -> str | None:
+        return None if value is None else _e164_or_error(value)
+
+    @field_validator("numbers")
+    @classmethod
+    def _e164_list(cls, values: list[str]) -> list[str]:
+        return [_e164_or_error(v) for v in values]
+
+    @model_validator(mode="after")
+    def _one_form(self) -> NumberSettings:
+        given = [self.number is not None, bool(self.numbers), self.prefix is not None,
+                 self.range is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of number, numbers, prefix or range")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.number:
+            return self.number
+        if self.numbers:
+            return self.numbers[0] + (f" (+{len(self.numbers) - 1})" if len(self.numbers) > 1
+                                      else "")
+        if self.prefix:
+            return self.prefix + "*"
+        assert self.range is not None
+        return f"{self.range.first}-{self.range.last}"
+
+    def exact(self) -> list[str]:
+        return [self.number] if self.number else list(self.numbers)
+
+    def contains(self, e164: str) -> bool:
+        if self.number is not None or self.numbers:
+            return e164 in self.exact()
+        if self.prefix is not None:
+            return e164.startswith(self.prefix)
+        assert self.range is not None
+        return (len(e164) == len(self.range.first)
+                and self.range.first <= e164 <= self.range.last)
+
+
+def valid_sender_id(value: str) -> str:
+    """Twilio's alphanumeric sender rules, the strictest a carrier publishes: at most 11
+    ASCII letters, digits and spaces, with at least one letter (not digits only)."""
+    if not (1 <= len(value) <= 11 and all(c.isascii() and (c.isalnum() or c == " ")
+                                           for c in value)
+            and any(c.isalpha() for c in value)):
+        raise ValueError(f"{value!r} is not a valid sender ID: use at most 11 letters, digits "
+                         "and spaces, with at least one letter")
+    return value
 
 
 class ExtensionSettings(Strict):
@@ -167,14 +356,24 @@ class ExtensionSettings(Strict):
     send: Literal["deny", "allow", "allow_sender_id"] = "deny"
     # The DIDs this extension may send from; the first is its default caller ID.
     caller_ids: list[str] = []
+    # Alphanumeric sender IDs it may use (with send = "allow_sender_id").
+    sender_ids: list[Annotated[str, AfterValidator(valid_sender_id)]] = []
+    # Toll-fraud guards: texts it may send per minute and per day.
+    max_per_minute: int | None = Field(default=30, gt=0)
+    max_per_day: int | None = Field(default=500, gt=0)
+    # How inbound MMS is shown on this phone; default: [media].phone_format.
+    media_format: MediaFormat | None = None
 
     @field_validator("caller_ids")
     @classmethod
     def _e164(cls, values: list[str]) -> list[str]:
-        try:
-            return [to_e164(v) for v in values]
-        except InvalidNumber as exc:
-            raise ValueError(str(exc)) from None
+        return [_e164_or_error(v) for v in values]
+
+    @model_validator(mode="after")
+    def _sender_ids_need_permission(self) -> ExtensionSettings:
+        if self.sender_ids and self.send != "allow_sender_id":
+            raise ValueError('sender_ids are only used with send = "allow_sender_id"')
+        return self
 
 
 class Settings(BaseSettings):
@@ -187,8 +386,10 @@ class Settings(BaseSettings):
 
     bridge: BridgeSection = BridgeSection()
     web: WebSection = WebSection()
+    admin: AdminSection = AdminSection()
     sip: SipSection = SipSection()
     delivery: DeliverySection = DeliverySection()
+    media: MediaSection = MediaSection()
     accounts: list[AccountSettings] = Field(min_length=1)
     providers: list[ProviderSettings] = Field(min_length=1)
     numbers: list[NumberSettings] = []
@@ -234,9 +435,8 @@ class Settings(BaseSettings):
                 f"{MAX_REGISTRATIONS} fit in one process; serve the rest as trunks"
             )
         single = account_names[0] if len(account_names) == 1 else None
-        owner: dict[str, str] = {}
-        for i, num in enumerate(self.numbers):
-            where = f"numbers[{num.number}]"
+        for num in self.numbers:
+            where = f"numbers[{num.label}]"
             if num.provider not in provider_names:
                 problems.append(f"{where}.provider: no provider named {num.provider!r}")
             account = num.account or single
@@ -244,11 +444,9 @@ class Settings(BaseSettings):
                 problems.append(f"{where}.account: required when there are several accounts")
             elif account not in account_names:
                 problems.append(f"{where}.account: no account named {account!r}")
-            if num.number in owner:
-                problems.append(f"{where}: listed twice (numbers #{owner[num.number]} and #{i})")
-            owner[num.number] = str(i)
+        plan = NumberPlan(self.numbers, lambda n: n.account or single)
+        problems.extend(plan.problems)
         seen: set[tuple[str | None, str]] = set()
-        number_accounts = {n.number: (n.account or single) for n in self.numbers}
         for ext in self.extensions:
             account = ext.account or single
             where = f"extensions[{ext.extension}]"
@@ -260,18 +458,23 @@ class Settings(BaseSettings):
                 problems.append(f"{where}: listed twice")
             seen.add((account, ext.extension))
             for cid in ext.caller_ids:
-                if cid not in number_accounts:
+                rule = plan.find(cid)
+                owner = None if rule is None else (rule.account or single)
+                if rule is None:
                     problems.append(f"{where}.caller_ids: {cid} is not one of the numbers")
-                elif number_accounts[cid] != account:
+                elif owner != account:
                     problems.append(
-                        f"{where}.caller_ids: {cid} belongs to account "
-                        f"{number_accounts[cid]!r}, not {account!r}"
+                        f"{where}.caller_ids: {cid} belongs to account {owner!r}, "
+                        f"not {account!r}"
                     )
             if ext.send != "deny" and not ext.caller_ids:
                 problems.append(f"{where}.caller_ids: needed to send (send = {ext.send!r})")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def number_plan(self) -> NumberPlan:
+        return NumberPlan(self.numbers, self.account_of_number)
 
     def account_of_number(self, number: NumberSettings) -> str:
         return number.account or self.accounts[0].name

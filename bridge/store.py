@@ -2,7 +2,9 @@
 
 SQLite in WAL mode. All database work runs on one dedicated thread (one connection), so the
 event loop never blocks on disk and SQLite never sees two writers. Every public coroutine is
-one transaction: when it returns, the change is on disk.
+atomic, and when it returns, its change is on disk. Under load, calls that queue up while a
+transaction is being written share the next one (group commit: one fsync for many texts),
+each in its own savepoint, so one that fails rolls back alone.
 
 Schema changes are numbered migrations applied in order, one transaction each, recorded in
 ``schema_version``; a database written by a newer version is refused rather than guessed at.
@@ -11,9 +13,12 @@ Schema changes are numbered migrations applied in order, one transaction each, r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -72,6 +77,34 @@ MIGRATIONS: list[str] = [
         received_at REAL NOT NULL,
         PRIMARY KEY (provider, remote, ref, part_index)
     );
+    """,
+    # 2: opt-outs (STOP / START keywords, carrier opt-out errors), per our number and theirs
+    """
+    CREATE TABLE opt_outs (
+        did         TEXT NOT NULL,
+        remote      TEXT NOT NULL,
+        opted_out   INTEGER NOT NULL,
+        keyword     TEXT NOT NULL,
+        at          REAL NOT NULL,
+        PRIMARY KEY (did, remote)
+    );
+    CREATE INDEX messages_sender ON messages(account, extension, direction, created_at);
+    """,
+    # 3: MMS media we hold (copied from carriers, or sent by phones), served by token
+    """
+    CREATE TABLE media (
+        token        TEXT PRIMARY KEY,          -- random, 128 bits: the secret part of its URL
+        filename     TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        origin       TEXT NOT NULL,             -- 'carrier' or 'phone'
+        source_key   TEXT,                      -- hash of provider + carrier URL it came from
+        created_at   REAL NOT NULL,
+        expires_at   REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX media_source ON media(source_key) WHERE source_key IS NOT NULL;
+    CREATE INDEX media_created ON media(created_at);
     """,
 ]
 
@@ -140,6 +173,25 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """A media file we hold under state_dir/media/<token>."""
+
+    token: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    origin: str
+    source_key: str | None
+    created_at: float
+    expires_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StoredMedia:
+        return cls(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row)
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEvent:
     at: float
     state: str
@@ -153,18 +205,98 @@ def _media_json(media: Iterable[MediaRef]) -> str:
     )
 
 
+GROUP_COMMIT_MAX = 256  # calls per shared transaction: bounds the latency one batch adds
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Event loop: hand each caller its result, now that it is committed."""
+    for future, value, exc in outcomes:
+        if future.cancelled():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+
 class Store:
     def __init__(self, path: Path, *, durability: str = "full") -> None:
         self.path = path
         self.durability = durability
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
+        # group commit: calls waiting for the store thread, and whether it is draining them
+        self._waiting: deque[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+        self._waiting = deque()
+        self._lock = threading.Lock()
+        self._draining = False
 
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the store thread in a transaction; its result (or exception) comes
+        back only after that transaction is committed."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._waiting.append((fn, future))
+            start, self._draining = not self._draining, True
+        if start:
+            try:
+                self._executor.submit(self._drain, loop)
+            except RuntimeError:  # executor shut down: the store was closed
+                with self._lock:
+                    self._draining = False
+                    self._waiting.clear()
+                raise StoreError("store is closed") from None
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Store thread: run what is waiting, a batch per transaction, until nothing is."""
+        while True:
+            with self._lock:
+                batch = [self._waiting.popleft()
+                         for _ in range(min(len(self._waiting), GROUP_COMMIT_MAX))]
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = self._transact(batch)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(_settle, outcomes)
+
+    def _transact(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        if len(batch) == 1:  # no one to share with: a transaction of its own, as ever
+            fn, future = batch[0]
+            try:
+                return [(future, self._call(fn), None)]
+            except BaseException as exc:  # the caller gets it, as from run_in_executor
+                return [(future, None, exc)]
+        db = self._db
+        if db is None:
+            return [(future, None, StoreError("store is closed")) for _, future in batch]
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN")
+            for fn, future in batch:
+                db.execute("SAVEPOINT call")
+                try:
+                    value = fn(db)
+                except Exception as exc:  # this call fails alone; the others go on
+                    db.execute("ROLLBACK TO call")
+                    db.execute("RELEASE call")
+                    outcomes.append((future, None, exc))
+                else:
+                    db.execute("RELEASE call")
+                    outcomes.append((future, value, None))
+            db.execute("COMMIT")
+        except BaseException as exc:  # the transaction itself failed (I/O error, disk full)
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            return [(future, None, exc) for _, future in batch]
+        return outcomes
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
@@ -424,6 +556,42 @@ class Store:
 
         return await self._run(_last)
 
+    async def set_opt_out(self, did: str, remote: str, opted_out: bool, keyword: str) -> None:
+        now = time.time()
+
+        def _set(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO opt_outs (did, remote, opted_out, keyword, at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (did, remote) DO UPDATE SET opted_out = excluded.opted_out, "
+                "keyword = excluded.keyword, at = excluded.at",
+                (did, remote, int(opted_out), keyword, now),
+            )
+
+        await self._run(_set)
+
+    async def is_opted_out(self, did: str, remote: str) -> bool:
+        def _get(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT opted_out FROM opt_outs WHERE did = ? AND remote = ?", (did, remote)
+            ).fetchone()
+            return bool(row and row["opted_out"])
+
+        return await self._run(_get)
+
+    async def count_sent_by(self, account: str, extension: str, since: float) -> int:
+        """Texts an extension sent (or tried to) since ``since``: for its rate caps."""
+
+        def _count(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT COUNT(*) FROM messages WHERE account = ? AND extension = ? "
+                "AND direction = 'out' AND kind = 'text' AND state != 'rejected' "
+                "AND created_at >= ?",
+                (account, extension, since),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(_count)
+
     async def count_by_state(self) -> dict[tuple[str, str], int]:
         def _count(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
             rows = db.execute(
@@ -432,6 +600,110 @@ class Store:
             return {(r["direction"], r["state"]): r["n"] for r in rows}
 
         return await self._run(_count)
+
+    async def queue_stats(self) -> dict[str, tuple[int, float | None]]:
+        """Per direction: how many messages wait for an attempt or are in one, and when the
+        oldest of them was stored (for the metrics' queue depth and age)."""
+
+        def _stats(db: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+            rows = db.execute(
+                "SELECT direction, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages "
+                "WHERE state IN ('queued', 'sending') GROUP BY direction"
+            ).fetchall()
+            return {r["direction"]: (r["n"], r["oldest"]) for r in rows}
+
+        return await self._run(_stats)
+
+    async def requeue(self, message_id: int, expires_at: float, detail: str) -> State | None:
+        """An operator's retry: a failed or queued message is queued for an attempt now, with
+        a fresh expiry. This deliberately steps outside the lifecycle table (failed is final
+        for the bridge itself, not for a person who fixed the cause). Returns the state the
+        message was in (unchanged unless it was failed or queued), or None if there is none."""
+        now = time.time()
+
+        def _requeue(db: sqlite3.Connection) -> State | None:
+            row = db.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return None
+            state = State(row["state"])
+            if state not in (State.FAILED, State.QUEUED):
+                return state
+            db.execute(
+                "UPDATE messages SET state = 'queued', next_attempt_at = ?, updated_at = ?, "
+                "expires_at = MAX(expires_at, ?) WHERE id = ?",
+                (now, now, expires_at, message_id),
+            )
+            db.execute(
+                "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (message_id, now, State.QUEUED, detail),
+            )
+            return state
+
+        return await self._run(_requeue)
+
+    # --- media ------------------------------------------------------------------------------
+
+    async def add_media(self, media: StoredMedia) -> StoredMedia:
+        """Record a media file. If one from the same source is already recorded (two copies
+        of a text fetched it at once), that one is returned and this one is not stored."""
+
+        def _add(db: sqlite3.Connection) -> StoredMedia:
+            if media.source_key is not None:  # an expired copy not yet cleaned up: replace it
+                db.execute("DELETE FROM media WHERE source_key = ? AND expires_at <= ?",
+                           (media.source_key, media.created_at))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO media (token, filename, content_type, size, sha256, "
+                "origin, source_key, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (media.token, media.filename, media.content_type, media.size, media.sha256,
+                 media.origin, media.source_key, media.created_at, media.expires_at),
+            )
+            if cur.rowcount == 1 or media.source_key is None:
+                return media
+            row = db.execute("SELECT * FROM media WHERE source_key = ?",
+                             (media.source_key,)).fetchone()
+            return StoredMedia.from_row(row) if row else media
+
+        return await self._run(_add)
+
+    async def get_media(self, token: str) -> StoredMedia | None:
+        def _get_media(db: sqlite3.Connection) -> StoredMedia | None:
+            row = db.execute("SELECT * FROM media WHERE token = ?", (token,)).fetchone()
+            return StoredMedia.from_row(row) if row else None
+
+        return await self._run(_get_media)
+
+    async def media_from_source(self, source_key: str, now: float) -> StoredMedia | None:
+        """The unexpired copy of a carrier's media item, if we already fetched it."""
+
+        def _find(db: sqlite3.Connection) -> StoredMedia | None:
+            row = db.execute("SELECT * FROM media WHERE source_key = ? AND expires_at > ?",
+                             (source_key, now)).fetchone()
+            return StoredMedia.from_row(row) if row else None
+
+        return await self._run(_find)
+
+    async def evict_media(self, now: float, max_total_bytes: int) -> list[StoredMedia]:
+        """Forget expired media, and the oldest beyond ``max_total_bytes`` in all; returns
+        what was forgotten, so the caller deletes the files."""
+
+        def _evict(db: sqlite3.Connection) -> list[StoredMedia]:
+            rows = db.execute(
+                "SELECT * FROM media ORDER BY created_at DESC, rowid DESC").fetchall()
+            total, gone = 0, []
+            for row in rows:
+                total += row["size"] if row["expires_at"] > now else 0
+                if row["expires_at"] <= now or total > max_total_bytes:
+                    gone.append(StoredMedia.from_row(row))
+            db.executemany("DELETE FROM media WHERE token = ?", [(m.token,) for m in gone])
+            return gone
+
+        return await self._run(_evict)
+
+    async def media_tokens(self) -> set[str]:
+        def _tokens(db: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in db.execute("SELECT token FROM media")}
+
+        return await self._run(_tokens)
 
 
 def _get(db: sqlite3.Connection, message_id: int) -> StoredMessage | None:

@@ -33,6 +33,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -173,6 +174,16 @@ class BandwidthProvider(Provider):
             retry_after=failure.retry_after,
             code=failure.code,
         )
+
+    async def fetch_media(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Inbound media lives on Bandwidth's media API and needs the API credentials; they go
+        to Bandwidth's messaging host (or the configured api_base) only."""
+        headers = {}
+        parts = urlsplit(url)
+        if (parts.hostname == "messaging.bandwidth.com"
+                or parts.netloc == urlsplit(self.api_base).netloc):
+            headers = basic_auth(self.config.username, reveal(self.config.password))
+        return await self.download(url, headers=headers, max_bytes=max_bytes)
 
     # --- webhooks ---------------------------------------------------------------------------
 

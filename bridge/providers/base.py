@@ -14,12 +14,12 @@ import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
 from bridge.secrets import Secret, reveal
@@ -104,6 +104,25 @@ class WebhookAnswer:
     content_type: str = "text/plain"
 
 
+def _secret_values(model: BaseModel) -> list[str]:
+    """Every secret in a config model, nested models included."""
+    values: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            values.extend(_secret_values(value))
+        elif isinstance(value, list | tuple | dict):
+            items = value.values() if isinstance(value, dict) else value
+            for item in items:
+                if isinstance(item, SecretStr):
+                    values.append(item.get_secret_value())
+                elif isinstance(item, BaseModel):
+                    values.extend(_secret_values(item))
+    return values
+
+
 def require(mapping: Mapping[str, Any], key: str, what: str = "field") -> Any:
     """A required field of a webhook payload, or a clean 400."""
     if not isinstance(mapping, Mapping) or key not in mapping or mapping[key] in (None, ""):
@@ -147,6 +166,29 @@ def classify_http_failure(status: int, reason: str, headers: Mapping[str, str]) 
     )
 
 
+# ``SendFailed.code`` values meaning "this carrier (configuration) cannot send MMS": the core
+# then sends the text with links to the media instead.
+MMS_UNSUPPORTED_CODES = frozenset({"mms-unsupported", "no_mms"})
+MAX_REDIRECTS = 5
+
+
+class MediaFetchError(Exception):
+    """A media download that failed. ``retryable``: worth trying again later (network
+    trouble, 5xx, 408, 429); a 403/404 from the carrier is not. Never carries credentials."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+class MediaTooLarge(Exception):
+    """The media is larger than we accept; ``size`` is what we know of it (at least)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
+
+
 class Provider:
     """Base class of the carrier adapters."""
 
@@ -158,6 +200,8 @@ class Provider:
     requires_webhook_token: ClassVar[bool] = False
     # Carrier error codes (``SendFailed.code``) meaning the recipient opted out (STOP).
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()
+    # False for carriers (or adapters) that cannot send MMS: the core sends links instead.
+    supports_mms: ClassVar[bool] = True
     # What the carrier accepts as a webhook request body.
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
         {"application/json", "application/x-www-form-urlencoded"}
@@ -201,16 +245,87 @@ class Provider:
 
     async def send(self, msg: OutboundSms) -> SendResult:
         """Send one message. Never raises for carrier or network trouble: that is a
-        ``SendFailed`` with ``retryable`` set."""
+        ``SendFailed`` with ``retryable`` set. A carrier that echoes a credential back in an
+        error message does not get it into our logs: the reason is redacted."""
         try:
-            return await self._send(msg)
+            result = await self._send(msg)
         except TimeoutError:
             return SendFailed("timed out waiting for the carrier", retryable=True)
         except aiohttp.ClientError as exc:
             return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
+        if isinstance(result, SendFailed):
+            reason = self.redact(result.reason)
+            if reason != result.reason:
+                result = replace(result, reason=reason)
+        return result
+
+    def redact(self, text: str) -> str:
+        for secret in _secret_values(self.config):
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         raise NotImplementedError
+
+    async def fetch_media(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Download one media item of an inbound MMS: its bytes and content type (possibly
+        ""). Carriers whose media URLs need credentials override this to add them.
+        Raises ``MediaFetchError`` or ``MediaTooLarge``."""
+        return await self.download(url, max_bytes=max_bytes)
+
+    async def download(
+        self, url: str, *, headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+    ) -> tuple[bytes, str]:
+        """GET ``url`` with this provider's session. Redirects are followed by hand so that
+        ``headers`` (credentials) are dropped when a redirect leaves the URL's host (carrier
+        media often redirects to a signed storage URL). Reads at most ``max_bytes``."""
+        if self._session is None:  # an adapter that needs no session of its own (sandbox)
+            timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                return await self._download(session, url, headers, max_bytes)
+        return await self._download(self._session, url, headers, max_bytes)
+
+    async def _download(
+        self, session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None,
+        max_bytes: int | None,
+    ) -> tuple[bytes, str]:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise MediaFetchError("media URL is not http(s)", retryable=False)
+        origin = urlsplit(url).netloc
+        sent = dict(headers or {})
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with session.get(url, headers=sent, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = urljoin(url, resp.headers["Location"])
+                        if urlsplit(url).scheme not in ("http", "https"):
+                            raise MediaFetchError("media redirected to a non-http(s) URL",
+                                                  retryable=False)
+                        if urlsplit(url).netloc != origin:
+                            sent = {}
+                        continue
+                    if resp.status != 200:
+                        retryable = resp.status in (408, 425, 429) or resp.status >= 500
+                        raise MediaFetchError(f"media download answered HTTP {resp.status}",
+                                              retryable=retryable)
+                    if max_bytes is not None and (resp.content_length or 0) > max_bytes:
+                        raise MediaTooLarge(resp.content_length or 0)
+                    chunks, size = [], 0
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        size += len(chunk)
+                        if max_bytes is not None and size > max_bytes:
+                            raise MediaTooLarge(size)
+                        chunks.append(chunk)
+                    ctype = resp.headers.get("Content-Type", "")
+                    return b"".join(chunks), ctype.split(";", 1)[0].strip().lower()
+        except TimeoutError:
+            raise MediaFetchError("timed out downloading media", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise MediaFetchError(f"cannot download media: {type(exc).__name__}",
+                                  retryable=True) from None
+        raise MediaFetchError("too many redirects downloading media", retryable=False)
 
     def verify(self, req: WebhookRequest) -> None:
         """Raise ``WebhookUnauthorized`` unless the request really comes from the carrier.

@@ -130,6 +130,22 @@ class TwilioProvider(Provider):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status", "")))
             return self._failure(resp.status, payload, resp.headers)
 
+    def _api_credentials(self) -> tuple[str, str]:
+        cfg = self.config
+        if cfg.api_key_sid and cfg.api_key_secret:
+            return cfg.api_key_sid, reveal(cfg.api_key_secret)
+        return cfg.account_sid, reveal(cfg.auth_token)
+
+    async def fetch_media(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Twilio media URLs (``api.twilio.com/.../Media/ME...``) need the API credentials when
+        the account enforces HTTP auth for media; they are sent to Twilio's API host (or the
+        configured api_base) only, never on to the storage host Twilio redirects to."""
+        parts = urlsplit(url)
+        headers = {}
+        if parts.hostname == "api.twilio.com" or parts.netloc == urlsplit(self.api_base).netloc:
+            headers = basic_auth(*self._api_credentials())
+        return await self.download(url, headers=headers, max_bytes=max_bytes)
+
     @staticmethod
     def _failure(status: int, payload: object, headers) -> SendFailed:
         body = payload if isinstance(payload, dict) else {}

@@ -1,8 +1,11 @@
 """SIP MESSAGE bodies -> text, and SIP URIs -> their parts. Pure functions.
 
 Phones send ``text/plain`` (any charset), ``message/cpim`` (RFC 3862, used by RCS-style
-clients), or ``multipart/mixed`` with a text part. Anything we cannot read is a
-``BodyError`` whose message is shown to the sender.
+clients), or ``multipart/mixed`` with a text part. Pictures come either inside the body (a
+``multipart/mixed`` part, base64 or binary, or an ``image/*`` body) or as an RCS file-transfer
+body (``application/vnd.gsma.rcs-ft-http+xml``, see ``bridge.fthttp``) naming a URL.
+Whether an attachment may be sent (type, size) is policy, decided by the core, not here.
+Anything we cannot read is a ``BodyError`` whose message is shown to the sender.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from bridge import fthttp
 from bridge.model import MediaRef
 
 
@@ -22,9 +26,31 @@ class BodyError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file carried in the MESSAGE body itself."""
+
+    content_type: str
+    data: bytes
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Content:
     text: str
-    media: tuple[MediaRef, ...] = ()
+    media: tuple[MediaRef, ...] = ()  # files offered by URL (RCS file transfer)
+    attachments: tuple[Attachment, ...] = ()  # files in the body
+    names: tuple[str, ...] = ()  # file names offered with ``media``, in the same order
+
+    def __add__(self, other: Content) -> Content:
+        text = "\n".join(t for t in (self.text, other.text) if t)
+        return Content(text, self.media + other.media, self.attachments + other.attachments,
+                       self.names + other.names)
+
+
+# Body types taken as a bare attachment when they are the whole MESSAGE body.
+_BARE_MEDIA = ("image/", "video/", "audio/")
+# Parts that only describe how to lay out an MMS: nothing to forward.
+_LAYOUT_TYPES = frozenset({"application/smil"})
 
 
 def _params(content_type: str) -> tuple[str, dict[str, str]]:
@@ -57,7 +83,25 @@ def parse_body(content_type: str, body: bytes) -> Content:
         return _parse_cpim(body)
     if kind.startswith("multipart/"):
         return _parse_multipart(content_type, body)
+    if kind == fthttp.CONTENT_TYPE:
+        return _parse_file_transfer(body)
+    if kind.startswith(_BARE_MEDIA):
+        if not body:
+            raise BodyError("the message is empty")
+        return Content("", attachments=(Attachment(kind, body, params.get("name", "")),))
     raise BodyError(f"messages of type {kind} cannot be sent as SMS")
+
+
+def _parse_file_transfer(body: bytes) -> Content:
+    try:
+        files = fthttp.parse(body)
+    except fthttp.FileTransferError as exc:
+        raise BodyError(str(exc)) from None
+    return Content(
+        "",
+        media=tuple(MediaRef(f.url, f.content_type, f.size) for f in files),
+        names=tuple(f.name or "" for f in files),
+    )
 
 
 def _parse_cpim(body: bytes) -> Content:
@@ -85,21 +129,27 @@ def _parse_multipart(content_type: str, body: bytes) -> Content:
         raise BodyError("broken multipart body") from None
     if not msg.is_multipart() or msg.defects:
         raise BodyError("broken multipart body")
-    texts: list[str] = []
+    content = Content("")
     for part in msg.walk():
         if part.is_multipart():
             continue
         kind = part.get_content_type()
+        # decode=True undoes a base64 or quoted-printable Content-Transfer-Encoding
         payload = part.get_payload(decode=True) or b""
         if kind == "text/plain":
-            texts.append(decode_text(payload, part.get_content_charset()))
+            content += Content(decode_text(payload, part.get_content_charset()))
         elif kind == "message/cpim":
-            texts.append(_parse_cpim(payload).text)
-        else:
-            raise BodyError(f"attachments of type {kind} cannot be sent yet")
-    if not texts:
-        raise BodyError("the message has no text")
-    return Content("\n".join(texts))
+            content += _parse_cpim(payload)
+        elif kind == fthttp.CONTENT_TYPE:
+            content += _parse_file_transfer(payload)
+        elif kind in _LAYOUT_TYPES:
+            continue
+        elif payload:
+            name = part.get_filename() or part.get_param("name") or ""
+            content += Content("", attachments=(Attachment(kind, payload, str(name)),))
+    if not (content.text or content.media or content.attachments):
+        raise BodyError("the message is empty")
+    return content
 
 
 # --- URIs --------------------------------------------------------------------------------
@@ -124,6 +174,29 @@ def user_of(name_addr: str) -> str:
         return ""
     user = rest.rsplit("@", 1)[0].split(";", 1)[0]
     return unquote(user)
+
+
+def host_of(name_addr: str) -> str:
+    """The host of a SIP URI: '"Bob" <sip:1001@pbx.example.com:5060>' -> 'pbx.example.com'."""
+    rest = uri_of(name_addr).removeprefix("sips:").removeprefix("sip:").split(";", 1)[0]
+    rest = rest.rsplit("@", 1)[-1]
+    if rest.startswith("["):
+        return rest[1 : rest.find("]")]
+    return rest.split(":", 1)[0]
+
+
+def raw_body(whole_msg: str, fallback_type: str) -> tuple[str, bytes]:
+    """The Content-Type (with its parameters) and the body bytes of a raw SIP message.
+
+    pjsip parses a multipart body into its parts: pjsua2 then hands the callback an empty
+    body and the content type without its boundary, so those are read from the raw message.
+    ``whole_msg`` is SWIG's surrogateescape decoding, which gives back the bytes as sent.
+    """
+    head, sep, body = whole_msg.partition("\r\n\r\n")
+    if not sep:
+        return fallback_type, b""
+    ctype = header_value(head, "Content-Type") or header_value(head, "c") or fallback_type
+    return ctype, body.encode("utf-8", "surrogateescape")
 
 
 def header_value(whole_msg: str, name: str) -> str:

@@ -32,7 +32,7 @@ import pjsua2 as pj
 
 from bridge.model import SipMessage
 from bridge.settings import AccountSettings, SipSection
-from bridge.sip.content import header_value
+from bridge.sip.content import header_value, raw_body
 
 log = logging.getLogger("bridge.sip")
 
@@ -106,6 +106,7 @@ class SipEngine:
         self._accounts: dict[str, _Account] = {}
         self.registrations: dict[str, Registration] = {}
         self.port = 0
+        self.tls_port = 0
 
     # --- asyncio side -----------------------------------------------------------------------
 
@@ -194,22 +195,33 @@ class SipEngine:
         cfg.medConfig.noVad = True
         ep.libInit(cfg)
         port = self.settings.port
-        for i, name in enumerate(self.settings.transports):
-            tc = pj.TransportConfig()
-            tc.boundAddress = self.settings.listen
-            tc.publicAddress = self.settings.listen
-            tc.port = port
-            kind = pj.PJSIP_TRANSPORT_UDP if name == "udp" else pj.PJSIP_TRANSPORT_TCP
-            if ":" in self.settings.listen:
-                kind = pj.PJSIP_TRANSPORT_UDP6 if name == "udp" else pj.PJSIP_TRANSPORT_TCP6
-            tid = ep.transportCreate(kind, tc)
+        plain = [t for t in self.settings.transports if t != "tls"]
+        v6 = ":" in self.settings.listen
+        kinds = {"udp": pj.PJSIP_TRANSPORT_UDP6 if v6 else pj.PJSIP_TRANSPORT_UDP,
+                 "tcp": pj.PJSIP_TRANSPORT_TCP6 if v6 else pj.PJSIP_TRANSPORT_TCP,
+                 "tls": pj.PJSIP_TRANSPORT_TLS6 if v6 else pj.PJSIP_TRANSPORT_TLS}
+        for i, name in enumerate(plain):
+            tid = ep.transportCreate(kinds[name], self._transport_config(port))
             if i == 0:
                 # With port 0 the first transport picks a free port; the others share it.
-                port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+                port = _port_of(ep.transportGetInfo(tid).localName)
         self.port = port
+        if "tls" in self.settings.transports:
+            tc = self._transport_config(self.settings.tls_port)
+            tc.tlsConfig.certFile = str(self.settings.tls_cert_file)
+            tc.tlsConfig.privKeyFile = str(self.settings.tls_key_file)
+            tid = ep.transportCreate(kinds["tls"], tc)
+            self.tls_port = _port_of(ep.transportGetInfo(tid).localName)
         ep.libStart()
         log.info("SIP listening on %s port %d (%s)", self.settings.listen, port,
                  "+".join(self.settings.transports))
+
+    def _transport_config(self, port: int) -> Any:
+        tc = pj.TransportConfig()
+        tc.boundAddress = self.settings.listen
+        tc.publicAddress = self.settings.listen
+        tc.port = port
+        return tc
 
     def _create_accounts(self) -> None:
         listen = self.settings.listen
@@ -230,8 +242,10 @@ class SipEngine:
             cfg.idUri = f"sip:{settings.username}@{settings.domain}"
             cfg.regConfig.registrarUri = _sip_uri(registrar)
             cfg.regConfig.timeoutSec = settings.register_expires
-            cfg.regConfig.retryIntervalSec = 30
-            cfg.regConfig.firstRetryIntervalSec = 5
+            # after a failed registration (PBX down or restarting) try again soon: until then
+            # the PBX cannot route texts to the bridge
+            cfg.regConfig.retryIntervalSec = 10
+            cfg.regConfig.firstRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
             if settings.proxy:
                 proxy = _sip_uri(settings.proxy)
@@ -330,14 +344,15 @@ class SipEngine:
     def _on_message(self, acc: _Account, prm: Any) -> None:
         try:
             whole = prm.rdata.wholeMsg
-            body = prm.msgBody
+            # The raw message, not pjsua's fields: pjsua gives the content type without its
+            # parameters (charset, boundary) and an empty body for multipart.
+            content_type, body = raw_body(whole, prm.contentType or "text/plain")
             message = SipMessage(
                 account=acc.name,
                 from_uri=prm.fromUri,
                 to_uri=prm.toUri,
-                content_type=prm.contentType or "text/plain",
-                # SWIG decodes with surrogateescape: this recovers the bytes as sent
-                body=body.encode("utf-8", "surrogateescape"),
+                content_type=content_type,
+                body=body,
                 source=prm.rdata.srcAddress,
                 call_id=header_value(whole, "Call-ID") or header_value(whole, "i"),
             )
@@ -346,6 +361,10 @@ class SipEngine:
             return
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._on_message_cb, message)
+
+
+def _port_of(local_name: str) -> int:
+    return int(local_name.rsplit(":", 1)[1])
 
 
 def _sip_uri(value: str) -> str:

@@ -1,4 +1,4 @@
-"""The HTTP side: carrier webhooks, health and readiness.
+"""The HTTP side: carrier webhooks, health, readiness, metrics and the admin API.
 
 A webhook is answered 2xx only after its events are stored. Refusals carry no detail: 403 for
 failed authentication, 400 for a malformed payload, 404 for an unknown provider, 413 for an
@@ -7,13 +7,18 @@ oversized body, 415 for a content type the carrier never sends. The reason goes 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
+from bridge.metrics import Metrics
 from bridge.model import InboundEvent
 from bridge.providers.base import Provider, WebhookRejected, WebhookRequest
+from bridge.web.admin import AdminApi
+from bridge.web.media import MediaRoutes
 
 log = logging.getLogger("bridge.web")
 
@@ -40,30 +45,43 @@ class WebhookServer:
         public_url: str,
         max_body_bytes: int,
         readiness: ReadinessCheck,
+        metrics: Metrics | None = None,
+        admin: AdminApi | None = None,
+        media: MediaRoutes | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.providers = providers
         self.sink = sink
         self.public_url = public_url.rstrip("/")
         self.max_body_bytes = max_body_bytes
         self.readiness = readiness
-        self.auth_failures: dict[str, int] = {}
+        self.metrics = metrics or Metrics()
+        self.admin = admin  # None: the admin API is off and its paths answer 404
+        self.media = media  # MMS files (/media/...) and softphone uploads (/upload/...)
+        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes,
-                              middlewares=[self._no_internal_detail])
+                              middlewares=[self._real_client, self._no_internal_detail])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        if self.admin is not None:
+            self.admin.add_routes(app)
+        if self.media is not None:
+            self.media.add_routes(app)
         for path in ("/webhooks/{provider}", "/webhooks/{provider}/{token}"):
             app.router.add_route("GET", path, self._webhook)
             app.router.add_route("POST", path, self._webhook)
         return app
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else port
@@ -73,6 +91,25 @@ class WebhookServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _trusted(self, address: str | None) -> bool:
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted_proxies)
+
+    @web.middleware
+    async def _real_client(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        """Behind a trusted reverse proxy the client is the last X-Forwarded-For hop the
+        proxies did not add; from anyone else the header is ignored. Without this, a local
+        proxy would make every request look like loopback (which the sandbox carrier and the
+        admin API trust)."""
+        if self.trusted_proxies and self._trusted(request.remote):
+            hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+            client = next((h for h in reversed(hops) if h and not self._trusted(h)), None)
+            request = request.clone(remote=client or "unknown")
+        return await handler(request)
 
     @web.middleware
     async def _no_internal_detail(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -94,6 +131,10 @@ class WebhookServer:
         ready = all(bool(v) if not isinstance(v, dict) else v.get("ok", False)
                     for v in report.values())
         return web.json_response({"ready": ready, **report}, status=200 if ready else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = await self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _webhook(self, request: web.Request) -> web.Response:
         name = request.match_info["provider"]
@@ -118,7 +159,7 @@ class WebhookServer:
         try:
             provider.verify(req)
         except WebhookRejected as exc:
-            self.auth_failures[name] = self.auth_failures.get(name, 0) + 1
+            self.metrics.webhook_refused(name)
             log.warning("webhook %s from %s refused (%d): %s", name, req.remote, exc.status, exc)
             return _plain(exc.status)
         try:

@@ -7,19 +7,21 @@ TWILIO_TOKEN = "e2e-twilio-auth-token-0123456789"
 PBX_PASSWORD = "bridge-pbx-password-42"
 
 
-def base(web_port: int, sip_port: int, *, retry: float = 0.3, max_retry: float = 1.0) -> str:
+def base(web_port: int, sip_port: int, *, retry: float = 0.3, max_retry: float = 1.0,
+         web: str = "", sip: str = "", scheme: str = "http") -> str:
+    """The [bridge], [web], [sip] and [delivery] sections; ``web`` and ``sip`` add lines."""
     return f"""
 [bridge]
 state_dir = "state"
-public_url = "http://127.0.0.1:{web_port}"
+public_url = "{scheme}://127.0.0.1:{web_port}"
 log_level = "debug"
 
 [web]
 port = {web_port}
-
+{web}
 [sip]
 port = {sip_port}
-
+{sip}
 [delivery]
 first_retry_seconds = {retry}
 max_retry_seconds = {max_retry}

@@ -11,6 +11,7 @@ import queue
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -76,11 +77,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
 
 class Kamailio:
     """A Kamailio registrar/proxy with digest auth. ``users``: name -> password.
-    ``routes``: extension -> the bridge user its numbers are relayed to (default "sms")."""
+    ``routes``: extension -> the bridge user its numbers are relayed to (default "sms").
+    ``rejects``: extensions that answer every MESSAGE with 603 Decline."""
 
-    def __init__(self, users: dict[str, str], routes: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str], routes: dict[str, str] | None = None,
+                 rejects: Iterable[str] = ()) -> None:
         self.users = users
         self.routes = routes or {}
+        self.rejects = list(rejects)
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="kamailio-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -89,6 +93,7 @@ class Kamailio:
     def _config(self) -> str:
         lines = [f'    $sht(users=>{u}) = "{p}";' for u, p in self.users.items()]
         lines += [f'    $sht(routes=>{e}) = "{b}";' for e, b in self.routes.items()]
+        lines += [f'    $sht(reject=>{e}) = "1";' for e in self.rejects]
         template = (PEERS / "kamailio.cfg.in").read_text()
         return (template.replace("@@PORT@@", str(self.port))
                 .replace("@@MPATH@@", KAMAILIO_MODULES)
@@ -139,8 +144,12 @@ class Phone:
     """A pjsua2 phone in a subprocess (tests/peers/phone.py)."""
 
     def __init__(self, ext: str, *, password: str | None = None,
-                 registrar: str | None = None, port: int = 0) -> None:
-        args = [sys.executable, "-m", "tests.peers.phone", "--ext", ext, "--port", str(port)]
+                 registrar: str | None = None, port: int = 0, expires: int = 120,
+                 tls: bool = False) -> None:
+        args = [sys.executable, "-m", "tests.peers.phone", "--ext", ext, "--port", str(port),
+                "--expires", str(expires)]
+        if tls:
+            args.append("--tls")
         if registrar:
             args += ["--registrar", registrar, "--password", password or ""]
         self.ext = ext
@@ -196,12 +205,17 @@ class Phone:
         self.proc.stdin.flush()
 
     def send(self, to: str, body: str, content_type: str = "text/plain",
-             wait: bool = True) -> int | None:
+             wait: bool = True, timeout: float = 40.0) -> int | None:
+        """Send a MESSAGE; the final status code, or None if none came within ``timeout``
+        (or ``wait`` is off)."""
         ident = uuid.uuid4().hex
         self.command(cmd="send", id=ident, to=to, body=body, content_type=content_type)
         if not wait:
             return None
-        return int(self.wait("status", timeout=40, id=ident)["code"])
+        try:
+            return int(self.wait("status", timeout=timeout, id=ident)["code"])
+        except TimeoutError:
+            return None
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -216,7 +230,8 @@ class Phone:
 class BridgeProcess:
     """The bridge as a real process (``python -m bridge run``) on a config written here."""
 
-    def __init__(self, workdir: Path, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, config: str, env: dict[str, str] | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "bridge.toml"
         self.config_path.write_text(config)
@@ -224,6 +239,7 @@ class BridgeProcess:
         self.log = workdir / "bridge.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.web_port = 0
+        self.ssl_context = ssl_context  # set: the web server speaks HTTPS
 
     def start(self, web_port: int, ready_timeout: float = 20.0) -> BridgeProcess:
         self.web_port = web_port
@@ -237,7 +253,8 @@ class BridgeProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"bridge exited:\n{self.log_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1,
+                                            context=self.ssl_context) as resp:
                     return resp.status == 200
             except OSError:
                 return False
@@ -247,7 +264,8 @@ class BridgeProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.web_port}"
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -290,5 +308,8 @@ def run_sipp(scenario: Path, target: str, *, bind: str = "127.0.0.1", count: int
     try:
         return subprocess.run(args, cwd=workdir, capture_output=True, text=True,
                               timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        # keep the failure short: the arguments may hold a large body
+        return subprocess.CompletedProcess(args[:3], -1, "", "sipp timed out")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

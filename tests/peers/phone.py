@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--registrar")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--expires", type=int, default=120)
+    parser.add_argument("--tls", action="store_true", help="also a TLS client transport")
     args = parser.parse_args()
 
     ep = pj.Endpoint()
@@ -79,6 +81,10 @@ def main() -> None:
     tc.boundAddress = args.bind
     tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
     port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
+    if args.tls:
+        tls = pj.TransportConfig()
+        tls.boundAddress = args.bind
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
     ep.libStart()
 
     acc = PhoneAccount()
@@ -86,7 +92,9 @@ def main() -> None:
     acfg.idUri = f"sip:{args.ext}@{args.domain}"
     if args.registrar:
         acfg.regConfig.registrarUri = args.registrar
-        acfg.regConfig.timeoutSec = 120
+        acfg.regConfig.timeoutSec = args.expires
+        acfg.regConfig.retryIntervalSec = 2
+        acfg.regConfig.firstRetryIntervalSec = 1
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.ext, 0,
                                                         args.password or ""))
     acc.create(acfg, True)
