@@ -73,3 +73,18 @@ secret_key = "secret"
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert any(p.startswith("providers[fr].webhook_token: required") for p in info.value.problems)
+
+
+def test_readme_generic_example_is_a_valid_config(monkeypatch) -> None:
+    import tomllib
+    from pathlib import Path
+
+    from bridge.providers.generic import GenericProvider
+
+    readme = (Path(__file__).parent.parent.parent / "README.md").read_text()
+    start = readme.index('[[providers]]\nname = "voipinnov"')
+    block = readme[start:readme.index("```", start)]
+    for var in ("VOIPINNOV_WEBHOOK_TOKEN", "VOIPINNOV_API_KEY", "VOIPINNOV_SIGNING_SECRET"):
+        monkeypatch.setenv(var, "a-long-enough-test-secret")
+    config = GenericProvider.Config.model_validate(tomllib.loads(block)["providers"][0])
+    assert config.name == "voipinnov"
