@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +186,8 @@ class SipEngine:
             self._accounts.clear()
 
     def _init_endpoint(self, ep: Any, writer: Any) -> None:
-        ep.libCreate()
+        with _quiet_stdout():  # pjlib prints a banner before its log settings exist
+            ep.libCreate()
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = False
@@ -361,6 +365,24 @@ class SipEngine:
             return
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._on_message_cb, message)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send file descriptor 1 to /dev/null for a moment (C code's printf included), so
+    stdout stays clean for the journal and for JSON logs."""
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _port_of(local_name: str) -> int:
