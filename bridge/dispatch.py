@@ -164,6 +164,12 @@ class Dispatcher:
         try:
             try:
                 outcome = await self.attempt(message)
+            except asyncio.CancelledError:
+                # shutdown gave up waiting for this attempt: queue it for the next start
+                await self.store.transition(message.id, State.QUEUED,
+                                            next_attempt_at=time.time(),
+                                            detail="interrupted by shutdown")
+                raise
             except Exception as exc:  # a bug in an adapter must not lose the message
                 log.exception("message %d: attempt raised", message.id)
                 outcome = Retry(f"internal error: {type(exc).__name__}")
