@@ -31,11 +31,16 @@ debian-packages:
 	fi
 
 test: debian-packages $(VENV)/.test
-	$(BIN)/ruff check bridge tests
+	$(BIN)/ruff check bridge tests bench
 	$(BIN)/pytest
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check bridge tests
+	$(BIN)/ruff check bridge tests bench
+
+# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests).
+# BENCH_ARGS: e.g. --quick, --durability full, --json results.json (see bench/run.py).
+bench: debian-packages $(VENV)/.test
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache
