@@ -106,6 +106,11 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX media_source ON media(source_key) WHERE source_key IS NOT NULL;
     CREATE INDEX media_created ON media(created_at);
     """,
+    # 4: the reply-stickiness lookup (last_did_for) stays an index seek however long the
+    # history grows
+    """
+    CREATE INDEX messages_conversation ON messages(account, extension, remote, direction, kind);
+    """,
 ]
 
 
