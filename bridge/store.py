@@ -597,15 +597,6 @@ class Store:
 
         return await self._run(_count)
 
-    async def count_by_state(self) -> dict[tuple[str, str], int]:
-        def _count(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
-            rows = db.execute(
-                "SELECT direction, state, COUNT(*) AS n FROM messages GROUP BY direction, state"
-            ).fetchall()
-            return {(r["direction"], r["state"]): r["n"] for r in rows}
-
-        return await self._run(_count)
-
     async def queue_stats(self) -> dict[str, tuple[int, float | None]]:
         """Per direction: how many messages wait for an attempt or are in one, and when the
         oldest of them was stored (for the metrics' queue depth and age)."""

@@ -43,6 +43,9 @@ TRUNK_ACCOUNT = "*trunk*"
 # Final status we report when pjsua2 refuses to even try (bad URI, transport error).
 LOCAL_FAILURE = 503
 MAX_BUDDIES = 200  # pjsua's default limit is 256
+BUSY_POLL_MS = 5
+IDLE_POLL_MS = 100
+IDLE_AFTER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +172,15 @@ class SipEngine:
             return
         self._ready.set()
         try:
+            quiet_since = time.monotonic()
             while self._running:
-                ep.libHandleEvents(10)
-                self._drain_commands()
+                # Commands from asyncio wait for the poll to end, so poll briefly while
+                # there is traffic; when idle for a while, poll slowly to save CPU (the
+                # first send after a quiet spell waits at most IDLE_POLL_MS).
+                idle = time.monotonic() - quiet_since > IDLE_AFTER_SECONDS
+                handled = ep.libHandleEvents(IDLE_POLL_MS if idle else BUSY_POLL_MS)
+                if self._drain_commands() or handled:
+                    quiet_since = time.monotonic()
             self._shutdown(ep)
         except BaseException:
             log.exception("SIP thread crashed")
@@ -277,15 +286,17 @@ class SipEngine:
                 break
         log.info("SIP stack stopped")
 
-    def _drain_commands(self) -> None:
+    def _drain_commands(self) -> int:
+        done = 0
         while True:
             try:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
-                return
+                return done
             if cmd is None:
-                return
+                return done
             self._send_now(cmd)
+            done += 1
 
     def _send_now(self, cmd: _Send) -> None:
         acc = self._accounts.get(cmd.account) or self._accounts[TRUNK_ACCOUNT]
