@@ -198,6 +198,8 @@ class Provider:
     webhook_auth: ClassVar[str] = "a secret token in the webhook URL path"
     # Carriers that document no webhook authentication must be given a webhook_token.
     requires_webhook_token: ClassVar[bool] = False
+    # Whether the carrier can send from an alphanumeric sender ID at all.
+    supports_sender_id: ClassVar[bool] = True
     # Carrier error codes (``SendFailed.code``) meaning the recipient opted out (STOP).
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()
     # False for carriers (or adapters) that cannot send MMS: the core sends links instead.
@@ -247,6 +249,9 @@ class Provider:
         """Send one message. Never raises for carrier or network trouble: that is a
         ``SendFailed`` with ``retryable`` set. A carrier that echoes a credential back in an
         error message does not get it into our logs: the reason is redacted."""
+        if msg.sender_id and not self.supports_sender_id:
+            return SendFailed(f"{self.config.type} cannot send from an alphanumeric sender ID",
+                              retryable=False)
         try:
             result = await self._send(msg)
         except TimeoutError:

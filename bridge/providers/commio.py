@@ -32,7 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import Field
@@ -94,18 +94,13 @@ class CommioProvider(Provider):
     default_api_base = "https://api.thinq.com"
     webhook_auth = "a secret token in the webhook URL path (Commio signs nothing)"
     requires_webhook_token = True
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/x-www-form-urlencoded", "application/json"}
-    )
+    supports_sender_id = False
     config: CommioConfig
 
     # --- outbound ---------------------------------------------------------------------------
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
-        if msg.sender_id:
-            return SendFailed("Commio cannot send from an alphanumeric sender ID",
-                              retryable=False)
         try:
             from_did, to_did = national_nanp(msg.from_number), national_nanp(msg.to_number)
         except InvalidNumber:

@@ -30,7 +30,7 @@ Facts and sources (see also shared providers.md §11):
 from __future__ import annotations
 
 import hashlib
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from bridge.model import (
     DeliveryReport,
@@ -76,16 +76,11 @@ class QuestBlueProvider(Provider):
     default_api_base = "https://api.questblue.com"
     webhook_auth = "a secret token in the webhook URL path (QuestBlue signs nothing)"
     requires_webhook_token = True
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/json", "application/x-www-form-urlencoded"}
-    )
+    supports_sender_id = False
     config: QuestBlueConfig
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
-        if msg.sender_id:
-            return SendFailed("QuestBlue cannot send from an alphanumeric sender ID",
-                              retryable=False)
         try:
             did, did_to = (self._number(msg.from_number), self._number(msg.to_number))
         except InvalidNumber:

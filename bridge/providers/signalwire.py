@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
@@ -105,9 +105,6 @@ class SignalWireProvider(TwilioProvider):
     default_api_base = "https://{space}.signalwire.com"  # filled in from `space` by api_base
     webhook_auth = "X-SignalWire-Signature (HMAC-SHA1 with the project Signing Key)"
     opt_out_codes = frozenset({"21610", "30004"})
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/x-www-form-urlencoded", "application/json"}
-    )
     config: SignalWireConfig  # type: ignore[assignment]
 
     @property

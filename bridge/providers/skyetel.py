@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -68,15 +68,10 @@ class SkyetelProvider(Provider):
     default_api_base = "https://sms.skyetel.com"
     webhook_auth = "a secret token in the webhook URL path (Skyetel signs nothing)"
     requires_webhook_token = True
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/json", "application/x-www-form-urlencoded"}
-    )
+    supports_sender_id = False
     config: SkyetelConfig
 
     async def _send(self, msg: OutboundSms) -> SendResult:
-        if msg.sender_id:
-            return SendFailed("Skyetel cannot send from an alphanumeric sender ID",
-                              retryable=False)
         parts = split_text(msg.text, self.config.max_text_chars)
         first_id = ""
         for index, text in enumerate(parts):

@@ -18,7 +18,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import Field
@@ -100,9 +100,6 @@ class TwilioProvider(Provider):
     opt_out_codes = frozenset({"21610"})
     config: TwilioConfig
 
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/x-www-form-urlencoded", "application/json"}
-    )
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config

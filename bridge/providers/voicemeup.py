@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from itertools import zip_longest
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -71,17 +71,12 @@ class VoiceMeUpProvider(Provider):
     default_api_base = "https://clients.voicemeup.com"
     webhook_auth = "a secret token in the webhook URL path (VoiceMeUp signs nothing)"
     requires_webhook_token = True
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/json", "application/x-www-form-urlencoded"}
-    )
+    supports_sender_id = False
     config: VoiceMeUpConfig
 
     # --- outbound ---------------------------------------------------------------------------
 
     async def _send(self, msg: OutboundSms) -> SendResult:
-        if msg.sender_id:
-            return SendFailed("VoiceMeUp cannot send from an alphanumeric sender ID",
-                              retryable=False)
         texts = split_text(msg.text, self.config.max_text_chars) if msg.text else []
         steps = list(zip_longest(texts, [m.url for m in msg.media], fillvalue=None))
         if not steps:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from itertools import zip_longest
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field
@@ -100,18 +100,13 @@ class VoipmsProvider(Provider):
     default_api_base = "https://voip.ms"
     webhook_auth = "a secret token in the webhook URL path (VoIP.ms signs nothing)"
     requires_webhook_token = True
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/json", "application/x-www-form-urlencoded"}
-    )
+    supports_sender_id = False
     config: VoipmsConfig
 
     # --- outbound ---------------------------------------------------------------------------
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
-        if msg.sender_id:
-            return SendFailed("VoIP.ms cannot send from an alphanumeric sender ID",
-                              retryable=False)
         try:
             did = national_nanp(msg.from_number)
             dst = national_nanp(msg.to_number)

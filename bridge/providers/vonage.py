@@ -67,7 +67,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -226,9 +226,6 @@ class VonageProvider(Provider):
     default_api_base = "https://rest.nexmo.com"
     webhook_auth = ("SMS API 'sig' parameter or Messages API HS256 JWT, keyed with the "
                     "signature secret (a webhook_token when no signature secret is set)")
-    webhook_content_types: ClassVar[frozenset[str]] = frozenset(
-        {"application/json", "application/x-www-form-urlencoded"}
-    )
     config: VonageConfig
 
     def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:

@@ -88,3 +88,16 @@ def test_readme_generic_example_is_a_valid_config(monkeypatch) -> None:
         monkeypatch.setenv(var, "a-long-enough-test-secret")
     config = GenericProvider.Config.model_validate(tomllib.loads(block)["providers"][0])
     assert config.name == "voipinnov"
+
+
+@pytest.mark.parametrize(
+    ("type_name", "cls"), [(t, c) for t, c in ADAPTERS if not c.supports_sender_id])
+async def test_carriers_without_sender_ids_refuse_them_without_a_request(type_name, cls):
+    from bridge.model import OutboundSms, SendFailed
+    from tests.test_hostile import _adapter
+
+    adapter = _adapter(type_name)  # api_base points nowhere: a request would fail differently
+    result = await adapter.send(OutboundSms(1, "+15551230001", "+447700900123", "hi",
+                                            sender_id="ACME"))
+    assert isinstance(result, SendFailed) and not result.retryable
+    assert "alphanumeric sender ID" in result.reason
