@@ -300,19 +300,20 @@ class SipEngine:
 
     def _send_now(self, cmd: _Send) -> None:
         acc = self._accounts.get(cmd.account) or self._accounts[TRUNK_ACCOUNT]
+        token = pj.SipHeader()  # any SWIG object: its address travels as userData
+        key = int(token.this)
         try:
             buddy = self._buddy(acc, cmd.target)
             prm = pj.SendInstantMessageParam()
             prm.content = cmd.body
             prm.contentType = cmd.content_type
             prm.txOption.localUri = cmd.from_uri
-            token = pj.SipHeader()  # any SWIG object: its address travels as userData
             prm.userData = token
-            self._pending[int(token.this)] = (token, cmd.future)
+            self._pending[key] = (token, cmd.future)
             buddy.sendInstantMessage(prm)
         except pj.Error as exc:
             log.warning("cannot send MESSAGE to %s: %s", cmd.target, exc.info())
-            self._pending.pop(int(token.this), None) if "token" in locals() else None
+            self._pending.pop(key, None)
             self._resolve(cmd.future, LOCAL_FAILURE)
 
     def _buddy(self, acc: _Account, target: str) -> Any:
