@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, SecretStr
 
+CREDENTIAL_FOLDER_ID = "sip-sms-bridge"
+
 
 class SecretUnavailable(ValueError):
     """A secret reference that cannot be resolved. The message names the reference (which
@@ -45,7 +47,12 @@ def resolve_secret(value: Any) -> Any:
             raise SecretUnavailable(
                 f"credential {ref!r} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"
             )
-        return _read_secret_file(Path(directory) / ref)
+        path = Path(directory) / ref
+        if not path.exists():
+            # The shipped unit loads a whole folder (LoadCredential=sip-sms-bridge:<dir>),
+            # which systemd names "<id>_<file name>".
+            path = Path(directory) / f"{CREDENTIAL_FOLDER_ID}_{ref}"
+        return _read_secret_file(path)
     if source == "file":
         return _read_secret_file(Path(ref))
     raise SecretUnavailable(f"unknown secret source {source!r} (use env, file or credential)")

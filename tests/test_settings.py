@@ -113,7 +113,7 @@ def test_secrets_from_env_file_and_credential(tmp_path, monkeypatch):
     secret_file.write_text("from-a-file\n")
     creds = tmp_path / "creds"
     creds.mkdir()
-    (creds / "pbx").write_text("from-a-credential")
+    (creds / "sip-sms-bridge_pbx").write_text("from-a-credential")  # as the unit loads it
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     monkeypatch.setenv("TW_TOKEN", "from-the-env")
     text = f"""
