@@ -37,7 +37,9 @@ Inbound, two shapes, both accepted on the same webhook URL:
   numbers as ``+1NXXNXXXXXX``, so that is what we accept; anything else is a 400 the operator
   will see in the log. [3p] openclaw-voipms-sms index.js and others
 - A long inbound SMS arrives as one callback per segment, and VoIP.ms does not mark the parts
-  (no reference, index or total), so each callback is delivered as its own message.
+  (no reference, index or total); the parts carry the same timestamp and arrive in any order
+  (michaelkourlas/voipms-sms-client issues #69, #94, #132), so no join can be right: each
+  callback is delivered as its own message.
 - No delivery reports and no webhook authentication exist: the webhook URL must carry a
   secret ``webhook_token``. We answer ``200 ok``. Deduplication is on ``{ID}``.
 """
