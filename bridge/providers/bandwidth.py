@@ -48,7 +48,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier, split_text
+from bridge.numbers import split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -84,14 +84,6 @@ STATUS_MAP: dict[str, State] = {
     "message-failed": State.FAILED,
 }
 
-
-def _number(raw: object, region: str, what: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise WebhookMalformed(f"missing {what} number")
-    try:
-        return from_carrier(raw, region)
-    except InvalidNumber as exc:
-        raise WebhookMalformed(str(exc)) from None
 
 
 def _string(mapping: Mapping[str, Any], key: str, what: str) -> str:
@@ -226,7 +218,6 @@ class BandwidthProvider(Provider):
             raise WebhookMalformed("'message' is not a JSON object")
         carrier_id = _string(message, "id", "message field")
         if kind == "message-received":
-            region = self.config.default_region
             recipient = event.get("to") or message.get("owner")
             text = message.get("text") or ""
             if not isinstance(text, str):
@@ -236,8 +227,8 @@ class BandwidthProvider(Provider):
                 raise WebhookMalformed("message.media is not a list of URLs")
             return InboundMessage(
                 carrier_id,
-                _number(message.get("from"), region, "from"),
-                _number(recipient, region, "to"),
+                self.inbound_number(message.get("from"), "from"),
+                self.inbound_number(recipient, "to"),
                 text,
                 tuple(MediaRef(u) for u in media),
             )

@@ -22,6 +22,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
 from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
+from bridge.numbers import InvalidNumber, from_carrier
 from bridge.secrets import Secret, reveal
 
 
@@ -140,6 +141,13 @@ def bearer_auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def json_object(value: object, what: str) -> Mapping[str, Any]:
+    """A JSON object from a webhook payload, or a clean 400."""
+    if not isinstance(value, Mapping):
+        raise WebhookMalformed(f"{what} is not a JSON object")
+    return value
+
+
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
     a_bytes = a.encode() if isinstance(a, str) else a
     b_bytes = b.encode() if isinstance(b, str) else b
@@ -198,6 +206,8 @@ class Provider:
     webhook_auth: ClassVar[str] = "a secret token in the webhook URL path"
     # Carriers that document no webhook authentication must be given a webhook_token.
     requires_webhook_token: ClassVar[bool] = False
+    # Whether webhook numbers may arrive as JSON integers rather than strings.
+    numbers_may_be_integers: ClassVar[bool] = False
     # Whether the carrier can send from an alphanumeric sender ID at all.
     supports_sender_id: ClassVar[bool] = True
     # Carrier error codes (``SendFailed.code``) meaning the recipient opted out (STOP).
@@ -345,6 +355,19 @@ class Provider:
                 raise WebhookUnauthorized("webhook URL token missing")
             if not constant_time_equal(req.path_token, expected):
                 raise WebhookUnauthorized("webhook URL token does not match")
+
+    def inbound_number(self, raw: object, what: str = "number") -> str:
+        """A number from a webhook, normalised to E.164 (short codes kept as digits), or a
+        clean 400. Numbers come with or without '+'; as bare JSON integers only from carriers
+        whose documentation shows them that way (``numbers_may_be_integers``)."""
+        if self.numbers_may_be_integers and isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        if not isinstance(raw, str) or not raw:
+            raise WebhookMalformed(f"missing {what!r} number")
+        try:
+            return from_carrier(raw, self.config.default_region)
+        except InvalidNumber as exc:
+            raise WebhookMalformed(str(exc)) from None
 
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
         """Turn a verified webhook into events. Raise ``WebhookMalformed`` on a bad payload.

@@ -48,7 +48,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier, national_nanp, split_text
+from bridge.numbers import InvalidNumber, national_nanp, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -94,6 +94,7 @@ class CommioProvider(Provider):
     default_api_base = "https://api.thinq.com"
     webhook_auth = "a secret token in the webhook URL path (Commio signs nothing)"
     requires_webhook_token = True
+    numbers_may_be_integers = True
     supports_sender_id = False
     config: CommioConfig
 
@@ -166,8 +167,8 @@ class CommioProvider(Provider):
             data = req.form_dict()
         if "guid" in data and ("status" in data or "send_status" in data):
             return self._report(data)
-        sender = self._parse_number(data.get("from"), "from")
-        recipient = self._parse_number(data.get("to"), "to")
+        sender = self.inbound_number(data.get("from"), "from")
+        recipient = self.inbound_number(data.get("to"), "to")
         kind = data.get("type") or "sms"
         message = data.get("message") or ""
         if not isinstance(kind, str) or not isinstance(message, str):
@@ -203,15 +204,6 @@ class CommioProvider(Provider):
         return [DeliveryReport(guid, state, carrier_status=status or send_status,
                                error=None if error_text in NO_ERROR else error_text)]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
 
 def _first_str(data: dict[str, Any], *keys: str) -> str | None:

@@ -50,7 +50,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -58,6 +58,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    json_object,
     require,
 )
 from bridge.secrets import Secret, reveal
@@ -88,19 +89,6 @@ def classify_dlr(status: str, level: object) -> State | None:
     return None
 
 
-def _number(raw: object, region: str, what: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise WebhookMalformed(f"missing {what} number")
-    try:
-        return from_carrier(raw, region)
-    except InvalidNumber as exc:
-        raise WebhookMalformed(str(exc)) from None
-
-
-def _dict(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise WebhookMalformed(f"{what} is not a JSON object")
-    return value
 
 
 class FlowrouteProvider(Provider):
@@ -166,20 +154,19 @@ class FlowrouteProvider(Provider):
     # verify(): the base class checks the URL path token, which is all Flowroute allows.
 
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
-        document = _dict(req.json(), "the webhook body")
-        data = _dict(require(document, "data"), "data")
+        document = json_object(req.json(), "the webhook body")
+        data = json_object(require(document, "data"), "data")
         kind = data.get("type")
         carrier_id = require(data, "id")
         if not isinstance(carrier_id, str) or not isinstance(kind, str):
             raise WebhookMalformed("data.id and data.type must be strings")
-        attributes = _dict(require(data, "attributes"), "data.attributes")
+        attributes = json_object(require(data, "attributes"), "data.attributes")
         if kind == "delivery_receipt":
             return self._receipt(carrier_id, attributes)
         if kind != "message":
             return []
         if str(attributes.get("direction") or "inbound").lower() != "inbound":
             return []
-        region = self.config.default_region
         text = attributes.get("body") or ""
         if not isinstance(text, str):
             raise WebhookMalformed("data.attributes.body is not a string")
@@ -188,10 +175,10 @@ class FlowrouteProvider(Provider):
             raise WebhookMalformed("included is not a list")
         media = []
         for entry in included:
-            item = _dict(entry, "included[]")
+            item = json_object(entry, "included[]")
             if item.get("type") != "media":
                 continue
-            details = _dict(item.get("attributes"), "included[].attributes")
+            details = json_object(item.get("attributes"), "included[].attributes")
             url = details.get("url")
             if not isinstance(url, str) or not url:
                 raise WebhookMalformed("included media without a url")
@@ -201,8 +188,8 @@ class FlowrouteProvider(Provider):
                                   size if isinstance(size, int) else None))
         return [InboundMessage(
             carrier_id,
-            _number(attributes.get("from"), region, "from"),
-            _number(attributes.get("to"), region, "to"),
+            self.inbound_number(attributes.get("from"), "from"),
+            self.inbound_number(attributes.get("to"), "to"),
             text,
             tuple(media),
         )]

@@ -43,7 +43,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier, national_nanp
+from bridge.numbers import InvalidNumber, digits, national_nanp
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -76,6 +76,7 @@ class QuestBlueProvider(Provider):
     default_api_base = "https://api.questblue.com"
     webhook_auth = "a secret token in the webhook URL path (QuestBlue signs nothing)"
     requires_webhook_token = True
+    numbers_may_be_integers = True
     supports_sender_id = False
     config: QuestBlueConfig
 
@@ -135,11 +136,11 @@ class QuestBlueProvider(Provider):
             reason = data.get("reason")
             return [DeliveryReport(carrier_id, state, carrier_status=status.lower(),
                                    error=str(reason) if reason else None)]
-        sender = self._parse_number(data.get("from"), "from")
+        sender = self.inbound_number(data.get("from"), "from")
         to = data.get("to")
         if isinstance(to, list):
             to = to[0] if to else None
-        recipient = self._parse_number(to, "to")
+        recipient = self.inbound_number(to, "to")
         text = data.get("text") if "text" in data else data.get("msg")
         text = text or ""
         if not isinstance(text, str):
@@ -155,15 +156,6 @@ class QuestBlueProvider(Provider):
         return [InboundMessage(carrier_id, sender, recipient, text,
                                tuple(MediaRef(u.strip()) for u in media))]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
 
 def _first_str(data: dict[str, Any], *keys: str) -> str | None:

@@ -41,7 +41,7 @@ from bridge.model import (
     SendResult,
     Sent,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier, split_text
+from bridge.numbers import digits, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -68,6 +68,7 @@ class SkyetelProvider(Provider):
     default_api_base = "https://sms.skyetel.com"
     webhook_auth = "a secret token in the webhook URL path (Skyetel signs nothing)"
     requires_webhook_token = True
+    numbers_may_be_integers = True
     supports_sender_id = False
     config: SkyetelConfig
 
@@ -117,8 +118,8 @@ class SkyetelProvider(Provider):
             data = req.form_dict()
         if not isinstance(data, dict):
             raise WebhookMalformed("expected a JSON object")
-        sender = self._parse_number(data.get("from"), "from")
-        recipient = self._parse_number(data.get("to"), "to")
+        sender = self.inbound_number(data.get("from"), "from")
+        recipient = self.inbound_number(data.get("to"), "to")
         text = data.get("text") or ""
         if not isinstance(text, str):
             raise WebhookMalformed("'text' must be a string")
@@ -136,15 +137,6 @@ class SkyetelProvider(Provider):
         return [InboundMessage(carrier_id, sender, recipient, text,
                                tuple(MediaRef(u) for u in media))]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
 
 def _id_in(text: str) -> str | None:

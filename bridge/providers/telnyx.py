@@ -54,7 +54,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier, segments, split_text
+from bridge.numbers import segments, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -63,6 +63,7 @@ from bridge.providers.base import (
     WebhookUnauthorized,
     bearer_auth,
     classify_http_failure,
+    json_object,
     require,
 )
 from bridge.secrets import Secret, reveal
@@ -134,19 +135,6 @@ def split_for_telnyx(text: str) -> list[str]:
         limit = max(1, limit * 9 // 10)
 
 
-def _number(raw: object, region: str, what: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise WebhookMalformed(f"missing {what} number")
-    try:
-        return from_carrier(raw, region)
-    except InvalidNumber as exc:
-        raise WebhookMalformed(str(exc)) from None
-
-
-def _dict(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise WebhookMalformed(f"{what} is not a JSON object")
-    return value
 
 
 class TelnyxProvider(Provider):
@@ -256,12 +244,12 @@ class TelnyxProvider(Provider):
             raise WebhookUnauthorized("telnyx-signature-ed25519 does not match") from None
 
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
-        envelope = _dict(req.json(), "the webhook body")
-        data = _dict(require(envelope, "data"), "data")
+        envelope = json_object(req.json(), "the webhook body")
+        data = json_object(require(envelope, "data"), "data")
         event_type = data.get("event_type")
         if not isinstance(event_type, str):
             raise WebhookMalformed("data.event_type is not a string")
-        payload = _dict(require(data, "payload"), "data.payload")
+        payload = json_object(require(data, "payload"), "data.payload")
         if event_type == "message.received":
             return [self._inbound(payload)]
         if event_type in DELIVERY_EVENTS:
@@ -270,14 +258,13 @@ class TelnyxProvider(Provider):
         return []  # other events (number, profile, ...) carry nothing for us
 
     def _inbound(self, payload: Mapping[str, Any]) -> InboundMessage:
-        region = self.config.default_region
         carrier_id = require(payload, "id")
         if not isinstance(carrier_id, str):
             raise WebhookMalformed("payload.id is not a string")
-        sender = _dict(require(payload, "from"), "payload.from")
+        sender = json_object(require(payload, "from"), "payload.from")
         recipients = require(payload, "to")
         if isinstance(recipients, list) and recipients:
-            recipient = _dict(recipients[0], "payload.to[0]").get("phone_number")
+            recipient = json_object(recipients[0], "payload.to[0]").get("phone_number")
         elif isinstance(recipients, str):
             recipient = recipients
         else:
@@ -290,7 +277,7 @@ class TelnyxProvider(Provider):
             raise WebhookMalformed("payload.media is not a list")
         media = []
         for entry in media_list:
-            item = _dict(entry, "payload.media[]")
+            item = json_object(entry, "payload.media[]")
             url = item.get("url")
             if not isinstance(url, str) or not url:
                 raise WebhookMalformed("payload.media[] without a url")
@@ -300,8 +287,8 @@ class TelnyxProvider(Provider):
                                   size if isinstance(size, int) else None))
         return InboundMessage(
             carrier_id,
-            _number(sender.get("phone_number"), region, "from"),
-            _number(recipient, region, "to"),
+            self.inbound_number(sender.get("phone_number"), "from"),
+            self.inbound_number(recipient, "to"),
             text,
             tuple(media),
         )
@@ -313,7 +300,7 @@ class TelnyxProvider(Provider):
         recipients = payload.get("to")
         if not isinstance(recipients, list) or not recipients:
             raise WebhookMalformed("payload.to is not a list of recipients")
-        status = _dict(recipients[0], "payload.to[0]").get("status")
+        status = json_object(recipients[0], "payload.to[0]").get("status")
         if not isinstance(status, str):
             raise WebhookMalformed("payload.to[0].status is not a string")
         state = STATUS_MAP.get(status.lower())

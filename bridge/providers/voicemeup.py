@@ -45,7 +45,7 @@ from bridge.model import (
     SendResult,
     Sent,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier, split_text
+from bridge.numbers import digits, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -71,6 +71,7 @@ class VoiceMeUpProvider(Provider):
     default_api_base = "https://clients.voicemeup.com"
     webhook_auth = "a secret token in the webhook URL path (VoiceMeUp signs nothing)"
     requires_webhook_token = True
+    numbers_may_be_integers = True
     supports_sender_id = False
     config: VoiceMeUpConfig
 
@@ -139,8 +140,8 @@ class VoiceMeUpProvider(Provider):
             raise WebhookMalformed("'direction' must be a string")
         if direction.lower() != "inbound":
             return []
-        sender = self._parse_number(data.get("source_number"), "source_number")
-        recipient = self._parse_number(data.get("destination_number"), "destination_number")
+        sender = self.inbound_number(data.get("source_number"), "source_number")
+        recipient = self.inbound_number(data.get("destination_number"), "destination_number")
         text = data.get("message") or ""
         if not isinstance(text, str):
             raise WebhookMalformed("'message' must be a string")
@@ -160,15 +161,6 @@ class VoiceMeUpProvider(Provider):
             carrier_id = "voicemeup-" + hashlib.sha256(seed).hexdigest()[:32]
         return [InboundMessage(str(carrier_id), sender, recipient, text, media)]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r}")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
 
 def _messages(details: dict[str, Any]) -> list[dict[str, Any]]:

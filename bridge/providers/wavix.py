@@ -41,7 +41,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -75,6 +75,7 @@ class WavixProvider(Provider):
     default_api_base = "https://api.wavix.com"
     webhook_auth = "a secret token in the webhook URL path (Wavix signs nothing)"
     requires_webhook_token = True
+    numbers_may_be_integers = True
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
     config: WavixConfig
 
@@ -124,8 +125,8 @@ class WavixProvider(Provider):
             error = data.get("error")
             return [DeliveryReport(carrier_id, state, carrier_status=status.lower(),
                                    error=str(error) if error else None)]
-        sender = self._parse_number(data.get("from"), "from")
-        recipient = self._parse_number(data.get("to"), "to")
+        sender = self.inbound_number(data.get("from"), "from")
+        recipient = self.inbound_number(data.get("to"), "to")
         body = data.get("message_body")
         if not isinstance(body, dict):
             raise WebhookMalformed("'message_body' must be an object")
@@ -138,15 +139,6 @@ class WavixProvider(Provider):
         return [InboundMessage(carrier_id, sender, recipient, text,
                                tuple(MediaRef(u) for u in media))]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
 
 def _failure(status: int, payload: object, headers) -> SendFailed:
