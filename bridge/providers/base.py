@@ -10,6 +10,7 @@ used in the config file) and a ``Provider`` subclass, then add one line to ``reg
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import time
@@ -62,13 +63,18 @@ class WebhookRequest:
 
     def form(self) -> list[tuple[str, str]]:
         """Parameters of a form POST, or of the query string for a GET webhook."""
+        return list(self._form)
+
+    @functools.cached_property
+    def _form(self) -> tuple[tuple[str, str], ...]:
+        # parsed once: verify() and parse() both read it
         if self.method == "GET":
-            return list(self.query)
+            return tuple(self.query)
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise WebhookMalformed("form body is not UTF-8") from None
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=False)
+        return tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=False))
 
     def form_dict(self) -> dict[str, str]:
         return dict(self.form())
