@@ -37,6 +37,7 @@ DB_FILE = "bridge.sqlite3"
 MEDIA_DIR = "media"
 MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
 REGISTRATION_WAIT = 10.0  # seconds start-up waits for registrations before READY=1
+EXIT_RESTART = 75  # EX_TEMPFAIL: stopped cleanly to be started again (Restart=on-failure)
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
@@ -44,6 +45,18 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         cfg.name: provider_class(cfg.type)(cfg, public_url=settings.bridge.public_url)
         for cfg in settings.providers
     }
+
+
+def resident_mib() -> int | None:
+    """This process's resident memory in MiB (Linux), or None where /proc cannot tell."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def sd_notify(message: str) -> None:
@@ -95,6 +108,8 @@ class Application:
                                  trusted_proxies=settings.web.trusted_proxies)
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._memory_guard: asyncio.Task[None] | None = None
+        self.exit_code = 0
         self._media_retention: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -158,6 +173,10 @@ class Application:
         await self._wait_registered(REGISTRATION_WAIT)
         sd_notify("READY=1")
         self._watchdog = asyncio.create_task(self._keepalive())
+        if self.settings.bridge.restart_above_rss_mib is not None:
+            self._memory_guard = asyncio.create_task(self._guard_memory(
+                self.settings.bridge.restart_above_rss_mib,
+                self.settings.bridge.memory_check_seconds))
         log.info("sip-sms-bridge ready")
 
     async def _wait_registered(self, timeout: float) -> None:
@@ -174,6 +193,18 @@ class Application:
                 return
             await asyncio.sleep(0.05)
 
+    async def _guard_memory(self, limit_mib: int, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            rss = resident_mib()
+            if rss is not None and rss > limit_mib:
+                log.warning("resident memory %d MiB is above restart_above_rss_mib = %d: "
+                            "stopping cleanly to be restarted (queued texts are on disk)",
+                            rss, limit_mib)
+                self.exit_code = EXIT_RESTART
+                self.request_stop()
+                return
+
     async def _keepalive(self) -> None:
         """systemd watchdog pings, sent from the event loop itself: if the loop stalls, the
         pings stop and systemd restarts the service."""
@@ -189,8 +220,9 @@ class Application:
     async def stop(self) -> None:
         sd_notify("STOPPING=1")
         log.info("stopping")
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._memory_guard):
+            if task is not None:
+                task.cancel()
         await self.web.stop()  # no new webhooks
         if self._intake:
             await asyncio.wait(self._intake, timeout=5)
@@ -208,7 +240,8 @@ class Application:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def run(self) -> None:
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (exit status 0) or the memory guard (EXIT_RESTART)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -217,3 +250,4 @@ class Application:
             await self._stop.wait()
         finally:
             await self.stop()
+        return self.exit_code

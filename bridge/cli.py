@@ -122,18 +122,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     except ImportError:  # plain asyncio works too
         pass
 
-    async def _main() -> None:
-        await Application(settings).run()
+    async def _main() -> int:
+        return await Application(settings).run()
 
     try:
-        asyncio.run(_main())
+        return asyncio.run(_main())
     except RuntimeError as exc:  # start-up failures (SIP port in use, ...)
         logging.getLogger("bridge").error("%s", exc)
         return 1
     except OSError as exc:
         logging.getLogger("bridge").error("cannot start: %s", exc)
         return 1
-    return 0
 
 
 def _provider_lines(settings: Settings, *, masked: bool) -> list[tuple[str, str, str]]:

@@ -342,3 +342,27 @@ type = "sandbox"
                 assert resp.status == expected
             assert await asyncio.to_thread(bridge.terminate) == 0
         assert json.loads(bridge.cli("messages", "--json").stdout)[0]["body"] == "hi"
+
+
+async def test_memory_guard_stops_cleanly_for_a_restart_and_keeps_the_queue(tmp_path, peers):
+    """Past restart_above_rss_mib the bridge stops like on SIGTERM but exits 75, for
+    systemd's Restart=on-failure; what was queued is still queued at the next start."""
+    async with CarrierServer() as carrier:
+        web_port = free_port()
+        config = (configs.base(web_port, free_port()).replace(
+            'log_level = "debug"',
+            'log_level = "debug"\nrestart_above_rss_mib = 64\nmemory_check_seconds = 3')
+            + configs.trunk_account(free_port()) + configs.twilio_provider(carrier.url)
+            + configs.number(DID, "twilio", ["1001"]) + configs.extension("1001", [DID]))
+        bridge = BridgeProcess(tmp_path, config, env=configs.ENV)
+        peers.append(bridge)
+        await asyncio.to_thread(bridge.start, web_port)
+        # nobody answers at the PBX address: the text waits in the queue
+        assert await post_twilio_webhook(bridge, inbound_params("SM" + "b" * 32,
+                                                                "kept across it")) == 200
+        assert bridge.proc is not None
+        code = await asyncio.to_thread(bridge.proc.wait, 30)
+        assert code == 75
+        assert "above restart_above_rss_mib" in bridge.log_text()
+        (message,) = stored(bridge)
+        assert message["body"] == "kept across it" and message["state"] == "queued"
