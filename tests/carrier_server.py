@@ -121,3 +121,12 @@ class CarrierServer:
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def send_once(provider, msg):  # type: ignore[no-untyped-def]
+    """Start a carrier adapter, send one message through it, close it; the send's result."""
+    await provider.start()
+    try:
+        return await provider.send(msg)
+    finally:
+        await provider.close()

@@ -25,7 +25,7 @@ from bridge.model import (
 )
 from bridge.providers.bandwidth import BandwidthConfig, BandwidthProvider
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bandwidth"
 ACCOUNT = "9900000"
@@ -79,11 +79,7 @@ async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
     async with CarrierServer() as srv:
         srv.respond(*responses)
         provider = make_provider(srv.url, **extra)
-        await provider.start()
-        try:
-            result = await provider.send(msg)
-        finally:
-            await provider.close()
+        result = await send_once(provider, msg)
     return result, srv.requests
 
 

@@ -21,7 +21,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.commio import CommioConfig, CommioProvider
-from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
+from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest, send_once
 
 ACCOUNT = "1234"
 USER = "user1"
@@ -41,11 +41,7 @@ def make_provider(api_base: str = "https://api.thinq.com", **extra) -> CommioPro
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def multipart_fields(req: RecordedRequest) -> list[tuple[str, str]]:

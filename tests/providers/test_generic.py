@@ -33,7 +33,7 @@ from bridge.providers import generic
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.generic import GenericConfig, GenericProvider
 from bridge.providers.twilio import EMPTY_TWIML, TwilioConfig, TwilioProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 PUBLIC = "https://bridge.example.com"
 PATH_TOKEN = "p4th-t0ken-0123456789abcdef"
@@ -118,11 +118,7 @@ def make(cfg: dict[str, Any], api_base: str | None = None, **over: Any) -> Gener
 
 
 async def send(provider, msg: OutboundSms):
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(provider, body: bytes | str | dict, *, content_type: str = FORM,

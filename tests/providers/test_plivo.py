@@ -25,7 +25,7 @@ from bridge.providers.plivo import (
     plivo_v2_signature,
     plivo_v3_signature,
 )
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TOKEN = "plivo-test-auth-token"
@@ -42,11 +42,7 @@ def make_provider(api_base: str = "https://api.plivo.com", **extra) -> PlivoProv
 
 
 async def send_via(provider: PlivoProvider, msg: OutboundSms):
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def test_v2_signature_matches_published_vector():

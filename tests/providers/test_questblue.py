@@ -19,7 +19,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.questblue import QuestBlueConfig, QuestBlueProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 LOGIN = "qb-login"
 PASSWORD = "qb-password"
@@ -37,11 +37,7 @@ def make_provider(api_base: str = "https://api.questblue.com", **extra) -> Quest
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(body: object, *, form: bool = False, token: str | None = TOKEN,

@@ -33,7 +33,7 @@ from bridge.providers.signalwire import (
     scheme_a_signature,
     scheme_b_signature,
 )
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 PROJECT = "ea108133-d6b3-407c-9536-9fad8a929a6a"
 API_TOKEN = "PTda745eb0123456789abcdefsignalwire"
@@ -72,11 +72,7 @@ async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
     async with CarrierServer() as srv:
         srv.respond(*responses)
         provider = make_provider(api_base=srv.url, **extra)
-        await provider.start()
-        try:
-            result = await provider.send(msg)
-        finally:
-            await provider.close()
+        result = await send_once(provider, msg)
     return result, srv.requests
 
 

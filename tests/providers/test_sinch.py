@@ -25,7 +25,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.sinch import SinchConfig, SinchProvider, sinch_signature
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 PLAN = "jd63jf88477ll123ab4567cd89012ef3"
 TOKEN = "sinch-api-token-0123456789"
@@ -46,11 +46,7 @@ def make_provider(api_base: str | None = None, **extra) -> SinchProvider:
 
 
 async def send_via(provider: SinchProvider, msg: OutboundSms):
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def test_region_picks_the_documented_host():

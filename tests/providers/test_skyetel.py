@@ -11,7 +11,7 @@ import pytest
 from bridge.model import InboundMessage, MediaRef, OutboundSms, SendFailed, Sent
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.skyetel import SkyetelConfig, SkyetelProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 SID = "skyetel-sid"
 SECRET = "skyetel-secret"
@@ -28,11 +28,7 @@ def make_provider(api_base: str = "https://sms.skyetel.com", **extra) -> Skyetel
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:

@@ -28,7 +28,7 @@ from bridge.model import (
 from bridge.numbers import segments
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.telnyx import TelnyxConfig, TelnyxProvider, split_for_telnyx
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telnyx"
 API_KEY = "KEY0123456789ABCDEF_telnyx-test-key"
@@ -85,11 +85,7 @@ async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
     async with CarrierServer() as srv:
         srv.respond(*responses)
         provider = make_provider(srv.url, **extra)
-        await provider.start()
-        try:
-            result = await provider.send(msg)
-        finally:
-            await provider.close()
+        result = await send_once(provider, msg)
     return result, srv.requests
 
 

@@ -11,7 +11,7 @@ from twilio.request_validator import RequestValidator
 from bridge.model import DeliveryReport, InboundMessage, OutboundSms, SendFailed, Sent, State
 from bridge.providers.base import WebhookRequest, WebhookUnauthorized
 from bridge.providers.twilio import TwilioConfig, TwilioProvider, twilio_signature
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-test-auth-token"
@@ -83,11 +83,7 @@ async def test_send_errors_are_classified(status, body, headers, retryable, code
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(status, body, headers))
         provider = make_provider(srv.url)
-        await provider.start()
-        try:
-            result = await provider.send(OutboundSms(1, "+15551230001", "+15557654321", "x"))
-        finally:
-            await provider.close()
+        result = await send_once(provider, OutboundSms(1, "+15551230001", "+15557654321", "x"))
     assert isinstance(result, SendFailed)
     assert result.retryable is retryable
     assert result.code == code
@@ -99,11 +95,7 @@ async def test_send_timeout_is_retryable():
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(201, {"sid": "SMx"}, delay=3))
         provider = make_provider(srv.url)
-        await provider.start()
-        try:
-            result = await provider.send(OutboundSms(1, "+15551230001", "+15557654321", "x"))
-        finally:
-            await provider.close()
+        result = await send_once(provider, OutboundSms(1, "+15551230001", "+15557654321", "x"))
     assert isinstance(result, SendFailed) and result.retryable
 
 

@@ -10,7 +10,7 @@ import pytest
 from bridge.model import InboundMessage, MediaRef, OutboundSms, SendFailed, Sent
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.voicemeup import VoiceMeUpConfig, VoiceMeUpProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 USER = "testuser"
 AUTH_TOKEN = "secret123"
@@ -37,11 +37,7 @@ def make_provider(api_base: str = "https://clients.voicemeup.com", **extra) -> V
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(body: dict | bytes, *, form: bool = False, token: str | None = TOKEN,

@@ -10,7 +10,7 @@ import pytest
 from bridge.model import InboundMessage, MediaRef, OutboundSms, SendFailed, Sent
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.voipms import VoipmsConfig, VoipmsProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 USER = "owner@example.com"
 PASSWORD = "voipms-api-password"
@@ -27,11 +27,7 @@ def make_provider(api_base: str = "https://voip.ms", **extra) -> VoipmsProvider:
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def sms(text: str = "hello", **kw) -> OutboundSms:

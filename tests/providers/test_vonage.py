@@ -28,7 +28,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.vonage import VonageConfig, VonageProvider, vonage_sms_signature
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 KEY = "abcd1234"
 SECRET = "vonage-api-secret-0"
@@ -57,11 +57,7 @@ def rsa_pem() -> tuple[str, object]:
 
 
 async def send_via(provider: VonageProvider, msg: OutboundSms):
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 # --- SMS API signatures ----------------------------------------------------------------------

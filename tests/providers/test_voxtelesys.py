@@ -17,7 +17,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.voxtelesys import VoxtelesysConfig, VoxtelesysProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 KEY = "f2d1c9b6-1158-11e6-bb4e-26a732fd0877"  # the documented example token shape
 TOKEN = "vts-url-token"
@@ -34,11 +34,7 @@ def make_provider(api_base: str = "https://smsapi.voxtelesys.net/api/v1",
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url + "/api/v1", **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:

@@ -17,7 +17,7 @@ from bridge.model import (
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.wavix import WavixConfig, WavixProvider
-from tests.carrier_server import CannedResponse, CarrierServer
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
 
 KEY = "wavix-api-key-0123"
 TOKEN = "wx-url-token"
@@ -43,11 +43,7 @@ def make_provider(api_base: str = "https://api.wavix.com", **extra) -> WavixProv
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
     provider = make_provider(srv.url, **extra)
-    await provider.start()
-    try:
-        return await provider.send(msg)
-    finally:
-        await provider.close()
+    return await send_once(provider, msg)
 
 
 def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:
