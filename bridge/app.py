@@ -28,6 +28,7 @@ from bridge.settings import Settings
 from bridge.sip.engine import SipEngine
 from bridge.store import Store
 from bridge.web.admin import AdminApi
+from bridge.web.console import Console
 from bridge.web.media import MediaRoutes
 from bridge.web.server import WebhookServer
 
@@ -100,12 +101,16 @@ class Application:
                                   self.metrics)
         admin = (AdminApi(settings.admin.token, self.bridge)
                  if settings.admin.token is not None else None)
+        self.console = (Console(settings, self.store, self.bridge, self.metrics, self.providers,
+                                lambda: self.sip.registrations)
+                        if settings.console.enabled else None)
         self.web = WebhookServer(self.providers, self.bridge.on_carrier_events,
                                  settings.bridge.public_url, settings.web.max_body_bytes,
                                  self.readiness, self.metrics, admin,
                                  media=MediaRoutes(self.media,
                                                    reveal(settings.media.upload_token)),
-                                 trusted_proxies=settings.web.trusted_proxies)
+                                 trusted_proxies=settings.web.trusted_proxies,
+                                 console=self.console)
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None
@@ -168,6 +173,8 @@ class Application:
         await self.sip.start()
         await self.web.start(self.settings.web.listen, self.settings.web.port,
                              self._web_tls())
+        if self.console is not None:
+            self.console.announce(self.web.port, self.settings.bridge.state_dir)
         self.outbound.start()
         self.inbound.start()
         await self._wait_registered(REGISTRATION_WAIT)

@@ -701,6 +701,129 @@ class Store:
 
         return await self._run(_tokens)
 
+    # --- console reads ----------------------------------------------------------------------
+    # What the web console shows, in plain portable SQL (placeholders and LIKE only, no
+    # date functions): the same statements serve SQLite and PostgreSQL. ``accounts`` scopes
+    # a read to a tenant's accounts; None means every account.
+
+    async def search_messages(
+        self, *, accounts: Sequence[str] | None = None, number: str | None = None,
+        extension: str | None = None, state: str | None = None, provider: str | None = None,
+        since: float | None = None, until: float | None = None,
+        before_id: int | None = None, limit: int = 50,
+    ) -> list[StoredMessage]:
+        """Newest first. ``number`` matches part of the remote number or the DID (digits and
+        '+' only); ``before_id`` pages back (keyset paging: stable while texts arrive)."""
+        clauses, args = _scope_clause(accounts)
+        if number:
+            clauses.append("(remote LIKE ? OR did LIKE ?)")
+            pattern = "%" + "".join(c for c in number if c.isdigit() or c == "+") + "%"
+            args += [pattern, pattern]
+        for column, value in (("extension", extension), ("state", state),
+                              ("provider", provider)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        for clause, value in (("created_at >= ?", since), ("created_at < ?", until),
+                              ("id < ?", before_id)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed)
+
+        def _search(db: sqlite3.Connection) -> list[StoredMessage]:
+            return [StoredMessage.from_row(r) for r in db.execute(sql, (*args, limit))]
+
+        return await self._run(_search)
+
+    async def hourly_counts(self, since: float, *, hours: int = 24,
+                            accounts: Sequence[str] | None = None) -> dict[str, list[int]]:
+        """Texts stored per hour from ``since`` (oldest hour first), per direction."""
+        clauses, args = _scope_clause(accounts)
+        edges = [since + 3600 * h for h in range(hours + 1)]
+        sums = ", ".join("SUM(CASE WHEN created_at >= ? AND created_at < ? THEN 1 ELSE 0 END)"
+                         for _ in range(hours))
+        bounds = [v for h in range(hours) for v in (edges[h], edges[h + 1])]
+        where = " AND ".join(["kind = 'text'", "created_at >= ?", "created_at < ?", *clauses])
+        sql = (f"SELECT direction, {sums} FROM messages WHERE {where} "  # noqa: S608 (fixed)
+               "GROUP BY direction")
+
+        def _counts(db: sqlite3.Connection) -> dict[str, list[int]]:
+            out = {str(d): [0] * hours for d in Direction}
+            for row in db.execute(sql, (*bounds, edges[0], edges[-1], *args)):
+                out[row[0]] = [int(v or 0) for v in tuple(row)[1:]]
+            return out
+
+        return await self._run(_counts)
+
+    async def failure_counts(self, since: float, *, accounts: Sequence[str] | None = None,
+                             limit: int = 20) -> list[tuple[str, str, str, str, int]]:
+        """Failed and rejected texts since ``since``, grouped by (direction, state, carrier,
+        reason), most frequent first."""
+        clauses, args = _scope_clause(accounts)
+        where = " AND ".join(["state IN ('failed', 'rejected')", "kind = 'text'",
+                              "updated_at >= ?", *clauses])
+        sql = (f"SELECT direction, state, COALESCE(provider, ''), COALESCE(last_error, ''), "  # noqa: S608
+               f"COUNT(*) AS n FROM messages WHERE {where} "
+               "GROUP BY direction, state, provider, last_error ORDER BY n DESC LIMIT ?")
+
+        def _failures(db: sqlite3.Connection) -> list[tuple[str, str, str, str, int]]:
+            return [(r[0], r[1], r[2], r[3], int(r[4]))
+                    for r in db.execute(sql, (since, *args, limit))]
+
+        return await self._run(_failures)
+
+    async def queue_stats_for(self, accounts: Sequence[str] | None
+                              ) -> dict[str, tuple[int, float | None]]:
+        """``queue_stats`` for some accounts only (a tenant's)."""
+        if accounts is None:
+            return await self.queue_stats()
+        clauses, args = _scope_clause(accounts)
+        sql = ("SELECT direction, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages "  # noqa: S608
+               f"WHERE state IN ('queued', 'sending') AND {clauses[0]} GROUP BY direction")
+
+        def _stats(db: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+            return {r["direction"]: (r["n"], r["oldest"]) for r in db.execute(sql, args)}
+
+        return await self._run(_stats)
+
+    async def conversation(self, did: str, remote: str, *,
+                           accounts: Sequence[str] | None = None,
+                           limit: int = 200) -> list[StoredMessage]:
+        """The texts between one of our numbers and one remote number, oldest first (the
+        newest ``limit`` of them)."""
+        clauses, args = _scope_clause(accounts)
+        where = " AND ".join(["did = ?", "remote = ?", *clauses])
+        sql = (f"SELECT * FROM messages WHERE {where} "  # noqa: S608 (fixed clauses)
+               "ORDER BY id DESC LIMIT ?")
+
+        def _thread(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(sql, (did, remote, *args, limit)).fetchall()
+            return [StoredMessage.from_row(r) for r in reversed(rows)]
+
+        return await self._run(_thread)
+
+    async def message_with_history(self, message_id: int
+                                   ) -> tuple[StoredMessage, list[HistoryEvent]] | None:
+        """One message and every state change it went through, read together."""
+
+        def _read(db: sqlite3.Connection) -> tuple[StoredMessage, list[HistoryEvent]] | None:
+            message = _get(db, message_id)
+            return None if message is None else (message, _history(db, message_id))
+
+        return await self._run(_read)
+
+
+def _scope_clause(accounts: Sequence[str] | None) -> tuple[list[str], list[Any]]:
+    """The WHERE clause that keeps a read inside some accounts (none: no clause). An empty
+    list matches nothing, never everything."""
+    if accounts is None:
+        return [], []
+    if not accounts:
+        return ["1 = 0"], []
+    return [f"account IN ({', '.join('?' for _ in accounts)})"], list(accounts)
+
 
 def _get(db: sqlite3.Connection, message_id: int) -> StoredMessage | None:
     row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
