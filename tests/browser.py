@@ -101,12 +101,19 @@ class Browser:
         self.pages.append(body)
         return int(status), str(body)
 
-    def shot(self, name: str, width: int | None = None, height: int | None = None) -> Path:
-        if width and height:
-            self.driver.set_window_size(width, height)
+    def shot(self, name: str, max_height: int = 1800) -> Path:
+        """The whole page (up to ``max_height`` pixels), from the top."""
+        width, height = self.js("window.scrollTo(0, 0); return [window.innerWidth, "
+                                "document.documentElement.scrollHeight];")
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": min(int(height), max_height), "deviceScaleFactor": 1,
+            "mobile": width < 500})
         path = self.shots_dir / f"{name}.png"
         self.shots_dir.mkdir(parents=True, exist_ok=True)
-        self.driver.save_screenshot(str(path))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         if os.environ.get("UPDATE_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, SCREENSHOTS / path.name)

@@ -50,6 +50,7 @@ PACKAGE = Path(__file__).parent
 COOKIE = "sip_sms_console"
 SESSION = "console.session"  # request key: the session a handler switched to
 PAGE_SIZE = 50
+OVERVIEW_CACHE = 3.0  # seconds
 MAX_FIELD = 64 * 1024
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 _NUMBER = re.compile(r"^\+?[0-9]{2,15}$")
@@ -80,6 +81,7 @@ class Console:
         self.by_address = LoginLimiter(MAX_FAILURES_PER_ADDRESS)
         self.link = None if self.users else OneTimeLink()
         self._link_file: Path | None = None
+        self._overview_cache: dict[tuple[str, ...] | None, tuple[float, float, Any]] = {}
         self.secrets = views.secret_values(settings)
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(PACKAGE / "templates"),
@@ -166,8 +168,11 @@ class Console:
                 session = self.sessions.new()
             response = await handler(request, session)
             session = request.get(SESSION, session)  # a handler may have replaced it
+            # Secure when public_url is https; not for a browser on this machine talking
+            # plain HTTP to loopback (the one-time link), which nobody can intercept
+            secure = self.secure and (request.secure or not is_local_client(request))
             response.set_cookie(COOKIE, session.id, path=self.root + "/", httponly=True,
-                                samesite="Strict", secure=self.secure)
+                                samesite="Strict", secure=secure)
             return self._secured(response)
 
         return guarded
@@ -301,10 +306,7 @@ class Console:
         scope = viewer.accounts
         now = time.time()
         start = (int(now // 3600) - 23) * 3600.0  # 24 hourly bars, the last one this hour
-        counts, failures, queue = await asyncio.gather(
-            self.store.hourly_counts(start, accounts=scope),
-            self.store.failure_counts(now - 86400, accounts=scope),
-            self.store.queue_stats_for(scope))
+        counts, failures, queue = await self._overview_reads(scope, start, now)
         charts = []
         for direction, title in ((Direction.OUT, "Phone → SMS"), (Direction.IN, "SMS → phone")):
             bars, top = views.bars(counts[direction], start)
@@ -344,6 +346,22 @@ class Console:
         return self._render(request, session, "overview.html", charts=charts,
                             failures=failures, queues=queues, accounts=accounts,
                             carriers=carriers)
+
+    async def _overview_reads(self, scope: tuple[str, ...] | None, start: float, now: float
+                              ) -> tuple[Any, Any, Any]:
+        """The overview's reads, shared for OVERVIEW_CACHE seconds by everyone with the same
+        scope: open overview tabs poll it, and the store's one thread also carries texts."""
+        cached = self._overview_cache.get(scope)
+        if cached is not None and cached[0] > now and cached[1] == start:
+            return cached[2]
+        reads = await asyncio.gather(
+            self.store.hourly_counts(start, accounts=scope),
+            self.store.failure_counts(now - 86400, accounts=scope),
+            self.store.queue_stats_for(scope))
+        if len(self._overview_cache) > 256:
+            self._overview_cache.clear()
+        self._overview_cache[scope] = (now + OVERVIEW_CACHE, start, reads)
+        return reads
 
     def _filters(self, query: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         """The search form's fields, checked; a bad one is dropped with a note."""

@@ -6,7 +6,8 @@ function localTimes(root) {
     const d = new Date(el.getAttribute("datetime"));
     if (!isNaN(d)) {
       el.title = el.getAttribute("datetime");
-      el.textContent = d.toLocaleString();
+      const today = d.toDateString() === new Date().toDateString();
+      el.textContent = today ? d.toLocaleTimeString() : d.toLocaleString();
     }
   }
 }
