@@ -367,30 +367,19 @@ class Console:
         """The search form's fields, checked; a bad one is dropped with a note."""
         f: dict[str, Any] = {}
         problems: list[str] = []
-        number = query.get("number", "").strip()
-        if number:
-            if _FILTER_NUMBER.match(number):
-                f["number"] = number
-            else:
-                problems.append("number: digits, + and spaces only")
-        extension = query.get("extension", "").strip()
-        if extension:
-            if _EXTENSION.match(extension):
-                f["extension"] = extension
-            else:
-                problems.append("extension: letters, digits and _.+- only")
-        state = query.get("state", "")
-        if state:
-            if state in set(State):
-                f["state"] = state
-            else:
-                problems.append(f"state: no state {state[:20]!r}")
-        provider = query.get("provider", "")
-        if provider:
-            if provider in self.providers:
-                f["provider"] = provider
-            else:
-                problems.append("carrier: not one of the configured carriers")
+        checks: tuple[tuple[str, Callable[[str], bool], str], ...] = (
+            ("number", lambda v: bool(_FILTER_NUMBER.match(v)), "digits, + and spaces only"),
+            ("extension", lambda v: bool(_EXTENSION.match(v)),
+             "letters, digits and _.+- only"),
+            ("state", lambda v: v in set(State), "not one of the states"),
+            ("provider", lambda v: v in self.providers, "not one of the configured carriers"),
+        )
+        for key, valid, problem in checks:
+            value = query.get(key, "").strip()
+            if value and valid(value):
+                f[key] = value
+            elif value:
+                problems.append(f"{'carrier' if key == 'provider' else key}: {problem}")
         for key in ("since", "until"):
             value = query.get(key, "").strip()
             if value:
@@ -526,7 +515,11 @@ class Console:
             return self._send_page(request, session, 400, "That is too long.", fields)
         account = fields["account"] or None
         if account is not None and not viewer.may_see(account):
-            account = "\0"  # answered like an unknown account by the core
+            # another tenant's account is answered as the core answers an unknown one
+            log.info("console: %s's test text as %s refused: account %r is not theirs",
+                     viewer.name, fields["extension"], account)
+            return self._send_page(request, session, 422, "Not sent: there is no account "
+                                   f"named {account!r}", fields)
         if account is None and not viewer.is_admin:
             owners = sorted({e["account"] for e in self._extensions(viewer)
                              if e["extension"] == fields["extension"]})
@@ -538,8 +531,7 @@ class Console:
         outcome = await self.actions.submit(fields["extension"], fields["to"], fields["text"],
                                             account)
         if outcome.message_id is None:
-            refusal = (outcome.refusal or "not accepted").replace(repr("\0"), repr(
-                fields["account"]))
+            refusal = outcome.refusal or "not accepted"
             log.info("console: %s's test text as %s to %s not accepted: %s", viewer.name,
                      fields["extension"], fields["to"], refusal)
             return self._send_page(request, session, 422, f"Not sent: {refusal}", fields)
