@@ -118,6 +118,30 @@ async def test_reads_are_scoped_to_a_tenants_accounts_in_sql(tmp_path: Path) -> 
         await store.close()
 
 
+async def test_search_pages_back_by_id_and_filters_by_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    try:
+        for i in range(7):
+            await store.insert([NewMessage(Direction.OUT, "acme", "1001", "+15557654321",
+                                           f"text {i}", time.time() + 60)])
+        first = await store.search_messages(limit=3)
+        assert [m.body for m in first] == ["text 6", "text 5", "text 4"]
+        older = await store.search_messages(limit=3, before_id=first[-1].id)
+        assert [m.body for m in older] == ["text 3", "text 2", "text 1"]
+        middle = older[1].created_at
+        assert [m.body for m in await store.search_messages(
+            since=middle, until=first[-1].created_at)] == ["text 3", "text 2"]
+        assert await store.search_messages(state="failed") == []
+        assert len(await store.search_messages(extension="1001", state="queued")) == 7
+        found = await store.message_with_history(first[0].id)
+        assert found is not None and found[0].body == "text 6"
+        assert [e.state for e in found[1]] == ["queued"]
+        assert await store.message_with_history(999) is None
+    finally:
+        await store.close()
+
+
 def test_bars_scale_to_the_busiest_hour() -> None:
     bars, top = views.bars([0, 2, 4], 0.0)
     assert top == 4 and [b.count for b in bars] == [0, 2, 4]
