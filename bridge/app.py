@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 
 from bridge.core import Bridge, Notifier
 from bridge.dispatch import Dispatcher, RetryPolicy
@@ -51,6 +52,14 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         cfg.name: provider_class(cfg.type)(cfg, public_url=settings.bridge.public_url)
         for cfg in settings.providers
     }
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server's TLS context: TLS 1.2 at least, the full-chain certificate and its key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def resident_mib() -> int | None:
@@ -91,7 +100,7 @@ class Application:
         policy = RetryPolicy(first=delivery.first_retry_seconds,
                              maximum=delivery.max_retry_seconds)
         self.journal = Journal(settings.bridge.state_dir / JOURNAL_DIR)
-        tcp = "tcp" in settings.sip.transports
+        tcp = bool({"tcp", "tls"} & set(settings.sip.transports))
         self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message,
                              journal=self.journal, own_tcp=tcp)
         self.sip_tcp = (SipTcpListener(self._on_tcp_text, self._account_reached,
@@ -177,10 +186,12 @@ class Application:
         web = self.settings.web
         if web.tls_cert_file is None or web.tls_key_file is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(web.tls_cert_file, web.tls_key_file)
-        return context
+        return server_tls(web.tls_cert_file, web.tls_key_file)
+
+    def _sip_tls(self) -> ssl.SSLContext:
+        sip = self.settings.sip
+        assert sip.tls_cert_file is not None and sip.tls_key_file is not None
+        return server_tls(sip.tls_cert_file, sip.tls_key_file)
 
     def _registered(self) -> dict[str, bool]:
         return {a.name: self.sip.is_registered(a.name) for a in self.settings.accounts
@@ -217,9 +228,15 @@ class Application:
             await provider.start()
         await self.sip.start()
         if self.sip_tcp is not None:
-            tcp_port = await self.sip_tcp.start(self.settings.sip.listen, self.sip.port)
-            log.info("SIP over TCP (texts up to %d bytes) on port %d",
-                     self.settings.sip.max_body_bytes, tcp_port)
+            sip = self.settings.sip
+            if "tcp" in sip.transports:
+                port = await self.sip_tcp.start(sip.listen, self.sip.port)
+                log.info("SIP over TCP (texts up to %d bytes) on port %d", sip.max_body_bytes,
+                         port)
+            if "tls" in sip.transports:
+                port = await self.sip_tcp.start(sip.listen, sip.tls_port, self._sip_tls())
+                log.info("SIP over TLS (texts up to %d bytes) on port %d", sip.max_body_bytes,
+                         port)
         await self.web.start(self.settings.web.listen, self.settings.web.port,
                              self._web_tls())
         self.outbound.start()

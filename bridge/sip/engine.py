@@ -104,8 +104,8 @@ class SipEngine:
     ) -> None:
         self.settings = sip
         self.journal = journal
-        # True: the bridge's own listener (bridge.sip.tcp) takes SIP over TCP on our port,
-        # and pjsua's TCP transport, on a free port, only carries what we send
+        # True: the bridge's own listener (bridge.sip.tcp) takes SIP over TCP and TLS on our
+        # ports, and pjsua's TCP and TLS transports, on free ports, carry what we send
         self.own_tcp = own_tcp
         self.account_settings = accounts
         self._on_message_cb = on_message
@@ -234,11 +234,12 @@ class SipEngine:
             port = _free_tcp_port(self.settings.listen)
         self.port = port
         if "tls" in self.settings.transports:
-            tc = self._transport_config(self.settings.tls_port)
+            tc = self._transport_config(0 if self.own_tcp else self.settings.tls_port)
             tc.tlsConfig.certFile = str(self.settings.tls_cert_file)
             tc.tlsConfig.privKeyFile = str(self.settings.tls_key_file)
             tid = ep.transportCreate(kinds["tls"], tc)
-            self.tls_port = _port_of(ep.transportGetInfo(tid).localName)
+            self.tls_port = (self.settings.tls_port if self.own_tcp
+                             else _port_of(ep.transportGetInfo(tid).localName))
         ep.libStart()
         log.info("SIP listening on %s port %d (%s)", self.settings.listen, port,
                  "+".join(self.settings.transports))
