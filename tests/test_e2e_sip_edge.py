@@ -120,3 +120,32 @@ async def test_delivery_notifications_and_typing_are_consumed_quietly(tmp_path, 
         assert answer.startswith(b"SIP/2.0 200")
     await asyncio.sleep(2)
     assert rows(bridge) == [] and pbx.messages == []
+
+
+async def test_registered_over_tcp_the_pbx_texts_the_bridges_own_listener(tmp_path, peers):
+    from tests.carrier_server import CannedResponse, CarrierServer
+    from tests.peers.harness import Kamailio
+
+    async with CarrierServer() as twilio:
+        twilio.default = CannedResponse(201, {"sid": "SM" + "3" * 32, "status": "queued"})
+        kam = Kamailio({"sms": configs.PBX_PASSWORD, "1001": "pw1001"}).start()
+        peers.append(kam)
+        web_port = free_port()
+        account = configs.registered_account(kam.port).replace(
+            f'registrar = "sip:127.0.0.1:{kam.port}"',
+            f'registrar = "sip:127.0.0.1:{kam.port};transport=tcp"')
+        config = (configs.base(web_port, free_port()) + account
+                  + configs.twilio_provider(twilio.url) + configs.number(DID, "twilio", ["1001"])
+                  + configs.extension("1001", [DID]))
+        bridge = BridgeProcess(tmp_path, config, env=configs.ENV)
+        peers.append(bridge)
+        await asyncio.to_thread(bridge.start, web_port)
+        phone = await asyncio.to_thread(Phone, "1001", password="pw1001", registrar=kam.uri)
+        peers.append(phone)
+        assert await asyncio.to_thread(phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}",
+                                       "via tcp ✓") == 200
+        (req,) = await twilio.wait_for(1)
+        assert dict(req.form())["Body"] == "via tcp ✓"
+        (row,) = rows(bridge)
+        # it came through the bridge's own TCP listener: UDP MESSAGEs carry a journal key
+        assert row["intake_key"] is None and row["body"] == "via tcp ✓"

@@ -275,6 +275,13 @@ class SipEngine:
             cfg.regConfig.retryIntervalSec = 10
             cfg.regConfig.firstRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
+            stream = _transport_of(settings.proxy or registrar)
+            if self.own_tcp and stream in self.settings.transports and stream != "udp":
+                # register the bridge's own listener as the contact, so the PBX sends texts
+                # over TCP/TLS there (pjsua's own stream transport is on a free port)
+                port = self.port if stream == "tcp" else self.settings.tls_port
+                cfg.sipConfig.contactForced = (
+                    f"<sip:{settings.username}@{host}:{port};transport={stream}>")
             if settings.proxy:
                 proxy = _sip_uri(settings.proxy)
                 cfg.sipConfig.proxies.append(proxy if ";lr" in proxy else proxy + ";lr")
@@ -425,6 +432,14 @@ def _free_tcp_port(host: str) -> int:
 
 def _port_of(local_name: str) -> int:
     return int(local_name.rsplit(":", 1)[1])
+
+
+def _transport_of(uri: str) -> str:
+    """udp, tcp or tls: what a registrar or proxy URI asks for (udp when it says nothing)."""
+    lowered = uri.lower()
+    if lowered.startswith("sips:") or ";transport=tls" in lowered:
+        return "tls"
+    return "tcp" if ";transport=tcp" in lowered else "udp"
 
 
 def _sip_uri(value: str) -> str:
