@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd
+DEBIAN_PACKAGES := kamailio sip-tester systemd baresip-core linphone-cli
 
 .PHONY: run test lint bench debian-packages clean
 
