@@ -221,6 +221,8 @@ NAMED = [
     Case(from_mode="display", from_noise=b"\xff\xfe caf\xe9", body=b"display name not UTF-8",
          clean=True),
     Case(content_type=b"text/plain;charset=\xff", body=b"odd charset"),
+    Case(from_mode="user", from_noise=b"", body=b"From has an empty user"),
+    Case(from_mode="header", from_noise=b"<sip:127.0.0.1>;tag=nouser", body=b"From has no user"),
     Case(content_type=b"message/cpim", body=cpim("text/plain;charset=UTF-8",
                                                  "in CPIM ✓".encode())),
     Case(content_type=b"message/cpim", body=cpim("message/imdn+xml", IMDN), notification=True),
