@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.model import Direction, Kind, MediaRef, State, can_transition
+from bridge.model import Direction, ImdnRequest, Kind, MediaRef, State, can_transition
 
 T = TypeVar("T")
 
@@ -111,6 +111,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_conversation ON messages(account, extension, remote, direction, kind);
     """,
+    # 5: SIP intake: the journal key of a received MESSAGE (a replay after a crash is
+    # recognised), and a phone's request for delivery notifications (RFC 5438)
+    """
+    ALTER TABLE messages ADD COLUMN intake_key TEXT;
+    ALTER TABLE messages ADD COLUMN imdn TEXT;
+    CREATE UNIQUE INDEX messages_intake_key ON messages(intake_key) WHERE intake_key IS NOT NULL;
+    """,
 ]
 
 
@@ -140,10 +147,12 @@ class StoredMessage:
     created_at: float
     updated_at: float
     last_error: str | None
+    imdn: ImdnRequest | None = None  # the sender asked to be told of delivery (RFC 5438)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StoredMessage:
         media = tuple(MediaRef(**m) for m in json.loads(row["media"]))
+        imdn = ImdnRequest(**json.loads(row["imdn"])) if row["imdn"] else None
         return cls(
             id=row["id"], direction=Direction(row["direction"]), kind=Kind(row["kind"]),
             state=State(row["state"]), account=row["account"], extension=row["extension"],
@@ -152,7 +161,7 @@ class StoredMessage:
             body=row["body"], media=media, attempts=row["attempts"],
             next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
             created_at=row["created_at"], updated_at=row["updated_at"],
-            last_error=row["last_error"],
+            last_error=row["last_error"], imdn=imdn,
         )
 
 
@@ -175,6 +184,15 @@ class NewMessage:
     media: tuple[MediaRef, ...] = ()
     last_error: str | None = None
     event_detail: str = ""
+    intake_key: str | None = None  # SIP journal key: a replayed MESSAGE is stored once
+    imdn: ImdnRequest | None = None
+
+
+def _imdn_json(imdn: ImdnRequest | None) -> str | None:
+    if imdn is None:
+        return None
+    return json.dumps({"message_id": imdn.message_id, "positive": imdn.positive,
+                       "negative": imdn.negative})
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +369,8 @@ class Store:
     async def insert(self, messages: Sequence[NewMessage]) -> list[int] | None:
         """Store messages in one transaction (a text and its fan-out copies). The first is
         the original; the rest are marked as its copies. Returns their ids, or None if the
-        original's (provider, carrier_id) is already stored: a carrier's retry."""
+        original's (provider, carrier_id) is already stored (a carrier's retry), or its
+        ``intake_key`` is (a SIP journal replay)."""
         now = time.time()
 
         def _insert(db: sqlite3.Connection) -> list[int] | None:
@@ -361,16 +380,17 @@ class Store:
                     cur = db.execute(
                         """INSERT INTO messages (direction, kind, state, account, extension,
                            remote, did, provider, carrier_id, copy_of, sender_id, body, media,
-                           next_attempt_at, expires_at, created_at, updated_at, last_error)
-                           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                           next_attempt_at, expires_at, created_at, updated_at, last_error,
+                           intake_key, imdn)
+                           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                         (m.direction, m.kind, m.state, m.account, m.extension, m.remote,
                          m.did, m.provider, m.carrier_id, ids[0] if i else None, m.sender_id,
                          m.body, _media_json(m.media),
                          now if m.state == State.QUEUED else None, m.expires_at, now, now,
-                         m.last_error),
+                         m.last_error, m.intake_key, _imdn_json(m.imdn)),
                     )
                 except sqlite3.IntegrityError:
-                    if i == 0 and m.carrier_id is not None:
+                    if i == 0 and (m.carrier_id is not None or m.intake_key is not None):
                         return None
                     raise
                 message_id = int(cur.lastrowid or 0)

@@ -103,6 +103,50 @@ async def test_status_callback_marks_delivered_and_failure_notifies_sender(tmp_p
         assert states == {"first": "delivered", "second": "failed"}
 
 
+def linphone_cpim(text: str, message_id: str) -> str:
+    """A text as Linphone sends it when it wants delivery ticks (RFC 5438 in CPIM)."""
+    return (f"From: <sip:1001@127.0.0.1>\r\nTo: <sip:{REMOTE}@127.0.0.1>\r\n"
+            "DateTime: 2026-12-01T10:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n"
+            f"imdn.Message-ID: {message_id}\r\n"
+            "imdn.Disposition-Notification: positive-delivery, negative-delivery, display\r\n"
+            "\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n" + text)
+
+
+async def test_a_phone_that_asks_gets_delivery_notifications(tmp_path, peers):
+    async with CarrierServer() as twilio:
+        counter = [0]
+        twilio.responder = twilio_ok(counter)
+        kam, bridge, web_port = registered_setup(tmp_path, peers, twilio.url)
+        await asyncio.to_thread(bridge.start, web_port)
+        phone = await asyncio.to_thread(Phone, "1001", password="pw1001", registrar=kam.uri)
+        peers.append(phone)
+        to = f"sip:{REMOTE}@127.0.0.1:{kam.port}"
+        for text, mid in (("tick me ✓", "Lp0001"), ("and fail me", "Lp0002")):
+            assert await asyncio.to_thread(phone.send, to, linphone_cpim(text, mid),
+                                           "message/cpim") == 200
+        first, second = await twilio.wait_for(2)
+        assert {dict(first.form())["Body"], dict(second.form())["Body"]} == {
+            "tick me ✓", "and fail me"}
+        await asyncio.sleep(0.5)
+        sids = {dict(r.form())["Body"]: f"SM{str(i + 1).zfill(32)}"
+                for i, r in enumerate((first, second))}
+        for body, status in (("tick me ✓", "delivered"), ("and fail me", "undelivered")):
+            params = {"MessageSid": sids[body], "MessageStatus": status,
+                      "AccountSid": configs.TWILIO_SID, "From": DID, "To": REMOTE}
+            if status == "undelivered":
+                params["ErrorCode"] = "30003"
+            assert await post_twilio_webhook(bridge, params) == 200
+        got = await asyncio.to_thread(phone.wait_messages, 3)
+        notes = {m["body"].split("<message-id>")[1].split("<")[0]: m for m in got
+                 if m["content_type"].startswith("message/cpim")}
+        assert "<delivered/>" in notes["Lp0001"]["body"]
+        assert "<failed/>" in notes["Lp0002"]["body"]
+        assert all(REMOTE in n["from"] for n in notes.values())  # the same conversation
+        # the failure is also explained in words
+        assert any("failed" in m["body"] and "30003" in m["body"] for m in got
+                   if m["content_type"].startswith("text/plain"))
+
+
 async def test_trunk_mode_accepts_only_allowed_sources(tmp_path, peers):
     async with CarrierServer() as twilio:
         twilio.responder = twilio_ok([0])
