@@ -16,10 +16,12 @@ true Content-Length, body within ``max_body_bytes``) is answered 2xx; no traceba
 Matching rows to MESSAGEs: most MESSAGEs carry a unique, valid From user (extension
 ``7NNNNN``; all configured, allowed to send) while the other headers (and the From display
 name) are fuzzed: each of those must have exactly one row with that extension. MESSAGEs whose
-From user itself is fuzzed cannot be told apart, so they are counted together: the rows whose
-extension is none of the unique ones must number exactly the 2xx-answered fuzzed-From
-MESSAGEs. Together: total rows == total 2xx non-notification MESSAGEs, with no row
-attributed to the wrong MESSAGE.
+From user itself is fuzzed (or empty, or missing) cannot be told apart, so they are counted
+together: the rows whose extension is none of the unique ones must number at least the
+2xx-answered fuzzed-From non-notification MESSAGEs, and at most that plus the fuzzed-From
+MESSAGEs whose answer did not come in time or that were notifications (either may have a
+row). A MESSAGE refused with a SIP status (3xx-6xx) must have no row. Together: no
+acknowledged text without its row, none with two, no row for a refused MESSAGE.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ NAMED = [
     Case(from_mode="display", from_noise=b"\xff\xfe caf\xe9", body=b"display name not UTF-8",
          clean=True),
     Case(content_type=b"text/plain;charset=\xff", body=b"odd charset"),
+    Case(from_mode="user", from_noise=b"", body=b"From has an empty user"),
+    Case(from_mode="header", from_noise=b"<sip:127.0.0.1>;tag=nouser", body=b"From has no user"),
     Case(content_type=b"message/cpim", body=cpim("text/plain;charset=UTF-8",
                                                  "in CPIM ✓".encode())),
     Case(content_type=b"message/cpim", body=cpim("message/imdn+xml", IMDN), notification=True),

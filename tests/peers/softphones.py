@@ -6,14 +6,22 @@ HOME and XDG directories), registers with a Kamailio fixture over UDP on 127.0.0
 auth, sends texts to a number through Kamailio, and records the texts it receives from its
 console output. Nothing global is read or written; every wait is bounded.
 
-- baresip 1.0: commands over its ``ctrl_tcp`` module (netstring-framed JSON). Its ``message``
-  command (``contact`` module) texts only the *current contact*, and contacts are read only
-  at start: the numbers it may text are given up front (see ``Baresip.send``).
-  Received MESSAGEs are printed by the ``menu`` module as ``<peer-uri>: "<body>"``.
-- linphonec 5.1: commands on stdin (``chat <sip-uri> <text>``); received texts are printed as
-  ``Message received from <from>: <text>``. Its default IMDN policy stays on: it answers
-  every text it receives with a delivery notification (``message/imdn+xml``, deflated, in
-  CPIM).
+- baresip 1.0: commands over its ``ctrl_tcp`` module (netstring-framed JSON:
+  ``{"command", "params", "token"}``). Its ``message`` command (``contact`` module) texts
+  only the *current contact*, and contacts are read only at start: the numbers it may text
+  are given up front (see ``Baresip.send``). The ``menu`` module shows a received MESSAGE as
+  ``<peer-uri>: "<body>"`` after a carriage return, but only through a UI module:
+  ``stdio`` must be loaded (on a pipe it warns that it cannot set up the terminal, and
+  works). ``net_interface`` takes
+  ``127.0.0.1`` (not ``lo``) to keep it on loopback.
+- linphonec 5.1: commands on stdin (``chat <sip-uri> <text>``: the text is everything after
+  the URI, no quoting); received texts are printed as ``Message received from <from>:
+  <text>``; registration shows only in ``proxy list``. It needs its data directory
+  (``$XDG_DATA_HOME/linphone``) to exist, or it cannot open its message database and
+  crashes on the first chat. Its default IMDN policy stays on: it answers every text it
+  receives with a delivery notification (``message/imdn+xml``, deflated, in CPIM).
+- Both write their console through stdio buffers, which a pipe makes block-buffered:
+  they run under ``stdbuf -oL`` so each line is seen when it is printed.
 """
 
 from __future__ import annotations
