@@ -1,0 +1,86 @@
+"""Redaction of secrets, and of every form a secret takes on the way through HTTP.
+
+A carrier that echoes its request back in an error does not echo the secret as we wrote it:
+it echoes the ``Authorization`` header (``Basic base64(account_sid:auth_token)``), a query
+string (percent-encoded), or a JSON string (escaped). So a secret is searched for in each of
+those forms, and a base64 run is redacted whole when it carries the secret at any offset
+(base64 of ``anything + secret + anything`` contains one of three fixed substrings, one per
+alignment of the secret in the 3-byte groups).
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+# Shorter values are too likely to occur by chance (and too weak to be secrets anyway).
+MIN_SECRET_CHARS = 4
+# A base64 core shorter than this could match ordinary base64 by chance.
+MIN_BASE64_CORE = 6
+_BASE64_RUN = "[A-Za-z0-9+/=_-]*"
+
+
+def _base64_cores(secret: bytes) -> list[str]:
+    """The base64 characters that depend on ``secret`` alone, for each of the three ways
+    it can sit in 3-byte groups: a substring of the base64 of anything that contains it."""
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + secret).decode()
+        # the first chars mix the padding bytes in; the last group may mix what follows
+        head = -(-shift * 4 // 3)  # ceil(shift * 8 / 6)
+        full_groups = (shift + len(secret)) // 3
+        core = encoded[head:full_groups * 4]
+        if len(core) >= MIN_BASE64_CORE:
+            cores.append(core)
+    return cores
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    literal: set[str] = set()
+    b64: set[str] = set()
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_CHARS:
+            continue
+        literal.update({secret, json.dumps(secret)[1:-1]})
+        try:
+            raw = secret.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate: it has no byte form to look for
+            continue
+        literal.update({quote(raw, safe=""), quote_plus(raw), quote(raw, safe="").lower(),
+                        raw.hex(), raw.hex().upper()})
+        for core in _base64_cores(raw):
+            b64.update({core, core.replace("+", "-").replace("/", "_")})
+    alternatives = [f"{_BASE64_RUN}{re.escape(core)}{_BASE64_RUN}"
+                    for core in sorted(b64, key=len, reverse=True)]
+    alternatives += [re.escape(s) for s in sorted(literal, key=len, reverse=True) if s]
+    return re.compile("|".join(alternatives)) if alternatives else None
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret, and each derived form of it, replaced by ``***``."""
+    pattern = _pattern(tuple(sorted(set(secrets))))
+    if pattern is None or not text:
+        return text
+    return pattern.sub(MASK, text)
+
+
+# --- webhook URL tokens ---------------------------------------------------------------------
+
+# /webhooks/<provider>/<token>: the token is the carrier's only credential for some carriers.
+_WEBHOOK_TOKEN = re.compile(r"(/webhooks/[^/\s?#\"']+/)[^\s?#\"']+")
+TOKEN_MASK = "<webhook_token>"  # noqa: S105 (a placeholder, not a password)
+
+
+def mask_paths(text: str) -> str:
+    """Webhook URL tokens masked wherever a path is named (log lines, errors)."""
+    if "/webhooks/" not in text:
+        return text
+    return _WEBHOOK_TOKEN.sub(rf"\g<1>{TOKEN_MASK}", text)
