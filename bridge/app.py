@@ -29,7 +29,7 @@ from bridge.sip.engine import SipEngine
 from bridge.store import Store
 from bridge.web.admin import AdminApi
 from bridge.web.media import MediaRoutes
-from bridge.web.server import WebhookServer
+from bridge.web.server import HttpLimits, WebhookServer
 
 log = logging.getLogger("bridge.app")
 
@@ -105,7 +105,8 @@ class Application:
                                  self.readiness, self.metrics, admin,
                                  media=MediaRoutes(self.media,
                                                    reveal(settings.media.upload_token)),
-                                 trusted_proxies=settings.web.trusted_proxies)
+                                 trusted_proxies=settings.web.trusted_proxies,
+                                 limits=HttpLimits.of(settings.web))
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None
