@@ -92,6 +92,9 @@ class _Guarded(asyncio.Protocol):
             return
         self.inner = self.limits.factory()
         self.inner.connection_made(transport)
+        # aiohttp caches the peer address on first use: use it now, so a request whose
+        # client has already gone away can still be logged with its address
+        getattr(self.inner, "peername", None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.inner is not None:

@@ -163,6 +163,9 @@ class WebhookServer:
 
     @web.middleware
     async def _no_internal_detail(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        # read now: once the client is gone, so is its address (uvloop asks the socket,
+        # which forgets the peer of a connection reset before it was accepted: "unknown")
+        client = request.remote or "unknown"
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -170,7 +173,7 @@ class WebhookServer:
                 return _plain(exc.status)
             raise
         except CLIENT_GONE as exc:
-            log.warning("client %s went away during %s %s (%s)", request.remote,
+            log.warning("client %s went away during %s %s (%s)", client,
                         request.method, mask_paths(request.path), type(exc).__name__)
             return _plain(400)  # nobody is there to read it; aiohttp drops it quietly
         except Exception:
@@ -223,7 +226,8 @@ class WebhookServer:
         if request.method == "POST":
             ctype = request.content_type.lower()
             if ctype not in provider.webhook_content_types:
-                log.warning("webhook %s refused: content type %r", name, ctype)
+                log.warning("webhook %s from %s refused (415): content type %r", name,
+                            request.remote, ctype)
                 return _plain(415)
         body = await request.read()  # raises 413 past client_max_size
         req = WebhookRequest(
