@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bridge.redact import mask_paths, redact
+from bridge.redact import Redactor, mask_paths
 
 # Raised at aiohttp's edge by what a client sent or did, never by our code.
 CLIENT_FAULTS: tuple[type[BaseException], ...] = (HttpProcessingError, ConnectionError)
@@ -26,10 +26,10 @@ _FORMATTER = logging.Formatter()
 class SafeLogFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self.secrets = tuple(s for s in secrets if s)
+        self._redact = Redactor(secrets)
 
     def clean(self, text: str) -> str:
-        return redact(mask_paths(text), self.secrets)
+        return self._redact(mask_paths(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None

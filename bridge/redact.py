@@ -24,7 +24,6 @@ MASK = "***"
 MIN_SECRET_CHARS = 4
 # A base64 core shorter than this could match ordinary base64 by chance.
 MIN_BASE64_CORE = 6
-_BASE64_RUN = "[A-Za-z0-9+/=_-]*"
 
 
 def _base64_cores(secret: bytes) -> list[str]:
@@ -42,8 +41,8 @@ def _base64_cores(secret: bytes) -> list[str]:
     return cores
 
 
-@functools.lru_cache(maxsize=256)
-def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+def _forms(secrets: Iterable[str]) -> tuple[list[str], frozenset[str]]:
+    """Every form of every secret (longest first), and which of them are base64 cores."""
     literal: set[str] = set()
     b64: set[str] = set()
     for secret in secrets:
@@ -58,18 +57,52 @@ def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
                         raw.hex(), raw.hex().upper()})
         for core in _base64_cores(raw):
             b64.update({core, core.replace("+", "-").replace("/", "_")})
-    alternatives = [f"{_BASE64_RUN}{re.escape(core)}{_BASE64_RUN}"
-                    for core in sorted(b64, key=len, reverse=True)]
-    alternatives += [re.escape(s) for s in sorted(literal, key=len, reverse=True) if s]
-    return re.compile("|".join(alternatives)) if alternatives else None
+    return sorted((literal | b64) - {""}, key=len, reverse=True), frozenset(b64)
+
+
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
+
+
+class Redactor:
+    """Redaction for a fixed set of secrets, prepared once (the log filter runs it on every
+    line: a line holding no secret costs one regex search)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms, self._b64 = _forms(secrets)
+        self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+
+    def __call__(self, text: str) -> str:
+        """``text`` with each secret, and each derived form of it, replaced by ``***``. A
+        base64 form is replaced with the whole base64 run around it (the rest of it, e.g. the
+        account id in ``Basic base64(id:token)``, is no use without it)."""
+        if self._pattern is None or not text or self._pattern.search(text) is None:
+            return text
+        out: list[str] = []
+        done = 0
+        for match in self._pattern.finditer(text):
+            start, end = match.span()
+            if match.group() in self._b64:
+                while start > done and text[start - 1] in _BASE64_CHARS:
+                    start -= 1
+                while end < len(text) and text[end] in _BASE64_CHARS:
+                    end += 1
+            if end <= done:
+                continue
+            out.append(text[done:max(start, done)])
+            out.append(MASK)
+            done = end
+        out.append(text[done:])
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _redactor(secrets: frozenset[str]) -> Redactor:
+    return Redactor(secrets)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with each secret, and each derived form of it, replaced by ``***``."""
-    pattern = _pattern(tuple(sorted(set(secrets))))
-    if pattern is None or not text:
-        return text
-    return pattern.sub(MASK, text)
+    return _redactor(frozenset(secrets))(text)
 
 
 # --- webhook URL tokens ---------------------------------------------------------------------
