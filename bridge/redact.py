@@ -22,6 +22,8 @@ from urllib.parse import quote, quote_plus
 MASK = "***"
 # Shorter values are too likely to occur by chance (and too weak to be secrets anyway).
 MIN_SECRET_CHARS = 4
+# A tail this short could end an ordinary word: a cut-off secret is masked from this length.
+MIN_CUT_CHARS = 6
 # A base64 core shorter than this could match ordinary base64 by chance.
 MIN_BASE64_CORE = 6
 
@@ -69,6 +71,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms, self._b64 = _forms(secrets)
+        self._forms = forms
         self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
 
     def __call__(self, text: str) -> str:
@@ -94,15 +97,27 @@ class Redactor:
         out.append(text[done:])
         return "".join(out)
 
+    def cut(self, text: str) -> str:
+        """As ``__call__``, for text that may have been cut short (a carrier's error message
+        truncated to a length): a secret's form cut off at the end is masked too."""
+        text = self(text)
+        for form in self._forms:
+            for keep in range(len(form) - 1, MIN_CUT_CHARS - 1, -1):
+                if text.endswith(form[:keep]):
+                    return text[:-keep] + MASK
+        return text
+
 
 @functools.lru_cache(maxsize=64)
 def _redactor(secrets: frozenset[str]) -> Redactor:
     return Redactor(secrets)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each secret, and each derived form of it, replaced by ``***``."""
-    return _redactor(frozenset(secrets))(text)
+def redact(text: str, secrets: Iterable[str], *, cut: bool = False) -> str:
+    """``text`` with each secret, and each derived form of it, replaced by ``***``; with
+    ``cut``, also a form cut off at the end of ``text``."""
+    redactor = _redactor(frozenset(secrets))
+    return redactor.cut(text) if cut else redactor(text)
 
 
 # --- webhook URL tokens ---------------------------------------------------------------------

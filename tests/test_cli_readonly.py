@@ -21,14 +21,8 @@ def readonly_config(web_port: int, sip_port: int, pbx_port: int) -> str:
     return (configs.base(web_port, sip_port)
             + configs.trunk_account(pbx_port)
             + configs.twilio_provider("http://127.0.0.1:9")  # auth_token from $TWILIO_AUTH_TOKEN
-            + """
-[admin]
-token = { credential = "admin-token" }
-
-[[providers]]
-name = "sandbox"
-type = "sandbox"
-"""
+            + '\n[admin]\ntoken = { credential = "admin-token" }\n'
+            + configs.sandbox_provider()
             + configs.number(SANDBOX_DID, "sandbox", ["1001"]))
 
 

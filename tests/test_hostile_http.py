@@ -45,22 +45,12 @@ def hostile_http_config(web_port: int, sip_port: int, pbx_port: int) -> str:
             .replace('log_level = "debug"', 'log_level = "info"')
             + configs.trunk_account(pbx_port)
             + configs.twilio_provider("http://127.0.0.1:9")
+            + f'\n[admin]\ntoken = "{ADMIN_TOKEN}"\n'
+            + configs.sandbox_provider()
+            + configs.flowroute_provider("http://127.0.0.1:9",
+                                         secret_key='"flowroute-api-s3cr3t"',
+                                         webhook_token=f'"{FLOWROUTE_TOKEN}"')
             + f"""
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[providers]]
-name = "sandbox"
-type = "sandbox"
-
-[[providers]]
-name = "flowroute"
-type = "flowroute"
-access_key = "12345678"
-secret_key = "flowroute-api-s3cr3t"
-webhook_token = "{FLOWROUTE_TOKEN}"
-api_base = "http://127.0.0.1:9"
-
 [[providers]]
 name = "telnyx"
 type = "telnyx"

@@ -53,3 +53,10 @@ def test_constant_time_equal_takes_undecodable_input():
     assert not constant_time_equal(header, "Bearer token")
     assert not constant_time_equal("\ud800", "x")
     assert constant_time_equal("same", "same")
+
+
+def test_a_secret_cut_off_at_the_end_is_masked_when_the_text_was_cut():
+    reason = f"HTTP 401: bad token {SECRET}"[:30]
+    assert reason.endswith(SECRET[:10])
+    assert redact(reason, [SECRET], cut=True) == "HTTP 401: bad token ***"
+    assert redact(reason, [SECRET]) == reason  # log lines are whole: no guessing there

@@ -21,7 +21,7 @@ from tests.rawhttp import exchange, request_bytes
 SIPP = Path(__file__).parent / "peers" / "sipp"
 DID = "+15551230001"
 REMOTE = "+15557654321"
-SID = "AC" + "7" * 32
+SID = configs.TWILIO_SID
 ENV_TOKEN = "envTok/7f3a+9c2e=51d8 4b06"  # characters that URL- and base64-encode differently
 FILE_TOKEN = "fileTok-a1b2c3d4e5f60718"
 CREDENTIAL_TOKEN = "credTok-0f1e2d3c4b5a6978"
@@ -59,22 +59,10 @@ token = {{ file = "{token_file}" }}
 
 [media]
 upload_token = {{ credential = "upload-token" }}
-
-[[providers]]
-name = "twilio"
-type = "twilio"
-account_sid = "{SID}"
-auth_token = {{ env = "PLANTED_TWILIO_TOKEN" }}
-api_base = "{carrier_url}"
-
-[[providers]]
-name = "flowroute"
-type = "flowroute"
-access_key = "12345678"
-secret_key = "{INLINE_SECRET}"
-webhook_token = "{URL_TOKEN}"
-api_base = "{carrier_url}"
 """
+            + configs.twilio_provider(carrier_url)  # auth_token = { env = "TWILIO_AUTH_TOKEN" }
+            + configs.flowroute_provider(carrier_url, secret_key=f'"{INLINE_SECRET}"',
+                                         webhook_token=f'"{URL_TOKEN}"')
             + configs.number(DID, "twilio", ["1001"])
             + configs.number("+15551230003", "flowroute", ["1001"])
             + configs.extension("1001", [DID]))
@@ -86,7 +74,7 @@ async def test_no_secret_or_derived_form_reaches_any_output(tmp_path, peers):
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "upload-token").write_text(CREDENTIAL_TOKEN)
-    env = {"PLANTED_TWILIO_TOKEN": ENV_TOKEN, "CREDENTIALS_DIRECTORY": str(credentials)}
+    env = {"TWILIO_AUTH_TOKEN": ENV_TOKEN, "CREDENTIALS_DIRECTORY": str(credentials)}
     async with CarrierServer() as carrier:
         carrier.responder = echo_authorization
         web_port, sip_port = free_port(), free_port()

@@ -128,8 +128,11 @@ class WebhookServer:
         self.connections = ConnectionLimits(
             self._runner.server, total=self.limits.max_connections,
             per_client=self.limits.max_connections_per_client, exempt=self.trusted_proxies)
+        # a TLS handshake happens before the cap sees the connection: bound it like headers
+        handshake = {"ssl_handshake_timeout": self.limits.header_timeout} if ssl_context else {}
         self._server = await asyncio.get_running_loop().create_server(
-            self.connections, host, port, ssl=ssl_context, reuse_address=True, backlog=1024)
+            self.connections, host, port, ssl=ssl_context, reuse_address=True, backlog=1024,
+            **handshake)
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("web server listening on %s port %d", host, self.port)
