@@ -203,9 +203,10 @@ texts = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | texts,
                            lambda c: st.lists(c, max_size=3)
                            | st.dictionaries(texts, c, max_size=3), max_leaves=12)
-numbers = st.sampled_from([REMOTE, "١٢٣٤٥", "１２３４５", "¹²³", "12345",  # noqa: RUF001
-                           "+1555\x007654321",
-                           "\ud800", "x" * 300, "", "+" + "9" * 30])
+huge_texts = st.integers(min_value=1000, max_value=40000).map(lambda n: "é\U0001f600" * n)
+numbers = st.just(REMOTE) | st.sampled_from([
+    "١٢٣٤٥", "１２３４５", "¹²³", "12345", "+1555\x007654321",  # noqa: RUF001
+    "\ud800", "x" * 300, "", "+" + "9" * 30])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -227,7 +228,7 @@ ACKNOWLEDGED: dict[str, str] = {}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(text=texts, sender=numbers, extra=json_values,
+@given(text=texts | huge_texts, sender=numbers, extra=json_values,
        nested=st.integers(min_value=0, max_value=3000), repeat=st.booleans())
 def test_fuzzed_webhook_bodies_never_get_a_5xx_and_acknowledged_texts_are_stored(
         bridge, text, sender, extra, nested, repeat):
