@@ -30,6 +30,7 @@ from bridge.model import InboundEvent
 from bridge.providers.base import Provider, WebhookRejected, WebhookRequest
 from bridge.redact import mask_paths
 from bridge.web.admin import AdminApi
+from bridge.web.console import Console
 from bridge.web.decode import events_problem, request_problem
 from bridge.web.limits import ConnectionLimits
 from bridge.web.media import MediaRoutes
@@ -82,6 +83,7 @@ class WebhookServer:
         admin: AdminApi | None = None,
         media: MediaRoutes | None = None,
         trusted_proxies: Sequence[str] = (),
+        console: Console | None = None,
         limits: HttpLimits | None = None,
     ) -> None:
         self.providers = providers
@@ -92,6 +94,7 @@ class WebhookServer:
         self.metrics = metrics or Metrics()
         self.admin = admin  # None: the admin API is off and its paths answer 404
         self.media = media  # MMS files (/media/...) and softphone uploads (/upload/...)
+        self.console = console  # the web console (/console/...)
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self.limits = limits or HttpLimits()
         self._runner: web.AppRunner | None = None
@@ -110,6 +113,8 @@ class WebhookServer:
             self.admin.add_routes(app)
         if self.media is not None:
             self.media.add_routes(app)
+        if self.console is not None:
+            self.console.add_routes(app)
         for path in ("/webhooks/{provider}", "/webhooks/{provider}/{token}"):
             app.router.add_route("GET", path, self._webhook)
             app.router.add_route("POST", path, self._webhook)
@@ -248,6 +253,7 @@ class WebhookServer:
             self.metrics.webhook_refused(name)
             log.warning("webhook %s from %s refused (%d): %s", name, req.remote, exc.status, exc)
             return _plain(exc.status)
+        self.metrics.webhook_accepted(name)
         try:
             events = provider.parse(req)
         except WebhookRejected as exc:
