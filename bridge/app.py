@@ -28,9 +28,11 @@ from bridge.secrets import reveal
 from bridge.settings import Settings
 from bridge.sip import imdn, wire
 from bridge.sip.engine import TRUNK_ACCOUNT, SipEngine
+from bridge.sip.intake import Intake
 from bridge.sip.journal import Journal
 from bridge.sip.status import MAX_PART_BYTES
 from bridge.sip.tcp import SipTcpListener
+from bridge.sip.udp import SipUdpListener
 from bridge.store import Store
 from bridge.uris import user_of
 from bridge.web.admin import AdminApi
@@ -101,12 +103,16 @@ class Application:
         policy = RetryPolicy(first=delivery.first_retry_seconds,
                              maximum=delivery.max_retry_seconds)
         self.journal = Journal(settings.bridge.state_dir / JOURNAL_DIR)
-        tcp = bool({"tcp", "tls"} & set(settings.sip.transports))
+        # The SIP ports are the bridge's own listeners (they answer a MESSAGE once it is
+        # stored); pjsua registers and sends from free ports, and keeps its journaled path
+        # for anything sent to those.
         self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message,
-                             journal=self.journal, own_tcp=tcp)
-        self.sip_tcp = (SipTcpListener(self._on_tcp_text, self._account_reached,
-                                       max_body_bytes=settings.sip.max_body_bytes,
-                                       user_agent=settings.sip.user_agent) if tcp else None)
+                             journal=self.journal, public_port=settings.sip.port)
+        intake = Intake(self._on_listener_text, self._account_reached,
+                        max_body_bytes=settings.sip.max_body_bytes,
+                        user_agent=settings.sip.user_agent)
+        self.sip_udp = SipUdpListener(intake)
+        self.sip_tcp = SipTcpListener(intake)
         self.metrics = Metrics()
         self.metrics.observe_state(self.store.queue_stats, self._registered)
         self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
@@ -153,14 +159,14 @@ class Application:
         task.add_done_callback(self._intake.discard)
         task.add_done_callback(lambda _: self.journal.done(text.intake_key))
 
-    async def _on_tcp_text(self, text: SipText) -> bool:
+    async def _on_listener_text(self, text: SipText) -> bool:
         task = asyncio.create_task(self.bridge.on_sip_text(text))
         self._intake.add(task)  # so that a stop waits for it
         task.add_done_callback(self._intake.discard)
         return await asyncio.shield(task)
 
     def _account_reached(self, message: wire.RawMessage) -> str:
-        """The account a MESSAGE over our TCP listener is for: a registration whose user it
+        """The account a MESSAGE to our listeners is for: a registration whose user it
         names in its Request-URI, else the trunk listener."""
         uri = message.start_line.split(" ")[1] if message.start_line.count(" ") >= 2 else ""
         user = user_of(uri)
@@ -193,6 +199,23 @@ class Application:
         if web.tls_cert_file is None or web.tls_key_file is None:
             return None
         return server_tls(web.tls_cert_file, web.tls_key_file)
+
+    async def _listen_sip(self) -> None:
+        """Bind the SIP ports: UDP first (port 0 picks one), TCP on the same number."""
+        sip = self.settings.sip
+        port = sip.port
+        if "udp" in sip.transports:
+            port = await self.sip_udp.start(sip.listen, port)
+        if "tcp" in sip.transports:
+            port = await self.sip_tcp.start(sip.listen, port)
+        if "tls" in sip.transports:
+            self.sip.public_tls_port = await self.sip_tcp.start(sip.listen, sip.tls_port,
+                                                                self._sip_tls())
+        self.sip.public_port = port
+        log.info("SIP listening on %s port %d (%s%s), texts up to %d bytes", sip.listen, port,
+                 "+".join(t for t in sip.transports if t != "tls"),
+                 f"; TLS on port {sip.tls_port}" if "tls" in sip.transports else "",
+                 sip.max_body_bytes)
 
     def _sip_tls(self) -> ssl.SSLContext:
         sip = self.settings.sip
@@ -232,17 +255,8 @@ class Application:
             self.media.run_retention(MEDIA_CLEANUP_SECONDS), name="media-retention")
         for provider in self.providers.values():
             await provider.start()
+        await self._listen_sip()
         await self.sip.start()
-        if self.sip_tcp is not None:
-            sip = self.settings.sip
-            if "tcp" in sip.transports:
-                port = await self.sip_tcp.start(sip.listen, self.sip.port)
-                log.info("SIP over TCP (texts up to %d bytes) on port %d", sip.max_body_bytes,
-                         port)
-            if "tls" in sip.transports:
-                port = await self.sip_tcp.start(sip.listen, sip.tls_port, self._sip_tls())
-                log.info("SIP over TLS (texts up to %d bytes) on port %d", sip.max_body_bytes,
-                         port)
         await self.web.start(self.settings.web.listen, self.settings.web.port,
                              self._web_tls())
         if self.console is not None:
@@ -303,8 +317,8 @@ class Application:
             if task is not None:
                 task.cancel()
         await self.web.stop()  # no new webhooks
-        if self.sip_tcp is not None:
-            await self.sip_tcp.stop()  # no new texts over TCP; those being stored are answered
+        await self.sip_udp.stop()  # no new texts; those being stored are answered
+        await self.sip_tcp.stop()
         if self._intake:
             await asyncio.wait(self._intake, timeout=5)
         await self.outbound.stop()
