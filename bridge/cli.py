@@ -200,47 +200,62 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _sip_failure(settings: Settings, config: str, message: str) -> str:
-    """Which SIP port and transport could not be opened, found by trying to bind each."""
-    import errno
-    import socket
-
+    """Why the SIP stack (pjsua2) did not start: a port in use, named, or its own words."""
     sip = settings.sip
     reason = message.removeprefix("SIP stack failed to start").lstrip(": ") or "no reason given"
-    for transport in sip.transports:
-        port = sip.tls_port if transport == "tls" else sip.port
-        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        family = socket.AF_INET6 if ":" in sip.listen else socket.AF_INET
-        try:
-            with socket.socket(family, kind) as probe:
-                probe.bind((sip.listen, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                key = "sip.tls_port" if transport == "tls" else "sip.port"
-                return (f"{config}: {key}: {sip.listen} port {port} ({transport.upper()}) is "
-                        "in use by another program; stop it or choose another port")
-    return (f"{config}: sip: the SIP stack could not start on {sip.listen} port {sip.port} "
-            f"({', '.join(t.upper() for t in sip.transports)}): {reason}")
+    return _port_in_use(settings, config, message) or (
+        f"{config}: sip: the SIP stack could not start on {sip.listen} port {sip.port} "
+        f"({', '.join(t.upper() for t in sip.transports)}): {reason}")
 
 
 def _os_failure(settings: Settings, config: str, exc: OSError) -> str:
     import errno
-    import re
 
-    if exc.errno == errno.EADDRINUSE:
-        # asyncio names the address it could not bind: "... address ('127.0.0.1', 8080) ..."
-        found = re.search(r"\('[^']*', (\d+)", str(exc))
-        port = int(found.group(1)) if found else settings.web.port
-        sip = settings.sip
-        key, what = (("sip.tls_port", "TLS") if "tls" in sip.transports and port == sip.tls_port
-                     else ("sip.port", "TCP") if port == sip.port
-                     else ("web.port", "HTTP"))
-        listen = settings.web.listen if key == "web.port" else sip.listen
-        return (f"{config}: {key}: {listen} port {port} ({what}) is in use by another "
-                "program; stop it or choose another port")
+    in_use = _port_in_use(settings, config, str(exc))
+    if in_use is not None:
+        return in_use
     if exc.errno == errno.EACCES and settings.web.port < 1024:
         return (f"{config}: web.port: port {settings.web.port} needs privileges; use a port "
                 "above 1023 (or CAP_NET_BIND_SERVICE)")
     return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
+def _port_in_use(settings: Settings, config: str, message: str) -> str | None:
+    """The listening port that another program holds, as one line, or None. The error names
+    the address when asyncio or uvloop raised it ("... ('127.0.0.1', 5060) ..."; uvloop's
+    datagram error says "local_addr"); otherwise each configured port is tried."""
+    import errno
+    import re
+    import socket
+
+    sip, web = settings.sip, settings.web
+    ports = [("sip.tls_port" if t == "tls" else "sip.port", sip.listen,
+              sip.tls_port if t == "tls" else sip.port, t) for t in sip.transports]
+    ports.append(("web.port", web.listen, web.port, "http"))
+    named = re.search(r"\('[^']*', (\d+)\)", message)
+    if named:
+        ports = [p for p in ports if p[2] == int(named.group(1))]
+    if "local_addr" in message:
+        ports = [p for p in ports if p[3] == "udp"]
+    elif "bind on address" in message:
+        ports = [p for p in ports if p[3] != "udp"]
+    if len(ports) != 1:
+        held = []
+        for port in ports:
+            kind = socket.SOCK_DGRAM if port[3] == "udp" else socket.SOCK_STREAM
+            family = socket.AF_INET6 if ":" in port[1] else socket.AF_INET
+            try:
+                with socket.socket(family, kind) as probe:
+                    probe.bind((port[1], port[2]))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    held.append(port)
+        ports = held[:1]
+    if not ports:
+        return None
+    key, listen, number, transport = ports[0]
+    return (f"{config}: {key}: {listen} port {number} ({transport.upper()}) is in use by "
+            "another program; stop it or choose another port")
 
 
 class DatabaseUnusable(Exception):
