@@ -38,7 +38,7 @@ from bridge.uris import user_of
 from bridge.web.admin import AdminApi
 from bridge.web.console import Console
 from bridge.web.media import MediaRoutes
-from bridge.web.server import WebhookServer
+from bridge.web.server import HttpLimits, WebhookServer
 
 log = logging.getLogger("bridge.app")
 
@@ -138,7 +138,8 @@ class Application:
                                  media=MediaRoutes(self.media,
                                                    reveal(settings.media.upload_token)),
                                  trusted_proxies=settings.web.trusted_proxies,
-                                 console=self.console)
+                                 console=self.console,
+                                 limits=HttpLimits.of(settings.web))
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None

@@ -8,6 +8,7 @@ its path in the file (``providers[twilio].auth_token: environment variable ... i
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -85,6 +87,15 @@ class WebSection(Strict):
     # X-Forwarded-For believed; everyone else's address is the connection's. Signatures
     # are always checked against bridge.public_url.
     trusted_proxies: list[str] = []
+    # Slow and many clients: a connection must send its request headers within
+    # header_timeout_seconds (also how long an idle keep-alive connection stays open) and its
+    # body within body_timeout_seconds; at most max_connections are open at once, and at
+    # most max_connections_per_client from one address (trusted proxies excepted). Keep
+    # max_connections well below the unit's LimitNOFILE.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    max_connections_per_client: int = Field(default=256, ge=1, le=1_000_000)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -418,7 +429,27 @@ class ExtensionSettings(Strict):
         return self
 
 
-class Settings(BaseSettings):
+class _FromToml(BaseSettings):
+    """Sources, highest first: the environment, then the TOML file (``toml_path``)."""
+
+    toml_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+
+class Settings(_FromToml):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
@@ -437,22 +468,6 @@ class Settings(BaseSettings):
     providers: list[ProviderSettings] = Field(min_length=1)
     numbers: list[NumberSettings] = []
     extensions: list[ExtensionSettings] = []
-
-    toml_path: ClassVar[Path | None] = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls.toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
-        return tuple(sources)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -548,20 +563,98 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class ConfigUnreadable(ConfigError):
+    """The file (or an environment override) cannot even be parsed: one line, naming the
+    file, the place and what to do."""
+
+
+# tomllib recurses once per nesting level; no config needs more than a handful.
+MAX_NESTING = 32
+_ENV_FIELD = re.compile(r'field "([^"]+)" from source "EnvSettingsSource"')
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read, validate and cross-check the config file (plus environment overrides)."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    cls = type("FileSettings", (Settings,), {"toml_path": path})
+    raw = read_toml(path)
+    cls = type("FileSettings", (Settings,), {"toml_path": Path(path)})
     try:
         return cls()
     except ValidationError as exc:
         raise ConfigError(_describe(exc, raw)) from None
+    except SettingsError as exc:
+        raise ConfigUnreadable([_env_problem(path, exc)]) from None
+    except RecursionError:
+        raise ConfigUnreadable([f"{path}: nested too deeply to validate"]) from None
+
+
+class _StateOnly(_FromToml):
+    """The [bridge] section alone, with the same environment overrides."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="ignore", frozen=True)
+    bridge: BridgeSection = BridgeSection()
+
+
+def load_state_dir(path: str | Path) -> Path:
+    """Where the database is, for the commands that only read it: the rest of the config
+    (secrets above all) need not resolve."""
+    raw = read_toml(path)
+    cls = type("FileState", (_StateOnly,), {"toml_path": Path(path)})
+    try:
+        return cls().bridge.state_dir
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, raw)) from None
+    except SettingsError as exc:
+        raise ConfigUnreadable([_env_problem(path, exc)]) from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The file as TOML, or ``ConfigUnreadable`` with one line saying what to do."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigUnreadable([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigUnreadable([f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not "
+                                "UTF-8; save the file as UTF-8"]) from None
+    depth = _nesting(text)
+    if depth > MAX_NESTING:
+        raise ConfigUnreadable([f"{path}: arrays or inline tables nested {depth} deep (at most "
+                                f"{MAX_NESTING}); a config needs only a few levels"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigUnreadable([f"{path}: not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigUnreadable([f"{path}: nested too deeply to read"]) from None
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the [ and { nesting in TOML text (brackets in strings and comments
+    counted too: harmless for a bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _env_problem(path: str | Path, exc: SettingsError) -> str:
+    match = _ENV_FIELD.search(str(exc))
+    name = match.group(1) if match else None
+    if name is None:
+        return f"{path}: an environment override ({ENV_PREFIX}...) cannot be read: {exc}"
+    var = ENV_PREFIX + name.upper()
+    return (f"{path}: {name}: ${var} is not valid JSON; set a whole section as a JSON "
+            f"object (e.g. {var}='{{\"port\": 8443}}') or one field as "
+            f"{var}__FIELD=value, or unset it")
 
 
 def _describe(exc: ValidationError, raw: dict[str, Any]) -> list[str]:

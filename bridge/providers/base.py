@@ -20,11 +20,12 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
 from bridge.numbers import InvalidNumber, from_carrier
-from bridge.secrets import Secret, reveal
+from bridge.redact import redact
+from bridge.secrets import Secret, reveal, secret_values
 
 
 class ProviderConfig(BaseModel):
@@ -111,25 +112,6 @@ class WebhookAnswer:
     content_type: str = "text/plain"
 
 
-def _secret_values(model: BaseModel) -> list[str]:
-    """Every secret in a config model, nested models included."""
-    values: list[str] = []
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, SecretStr):
-            values.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            values.extend(_secret_values(value))
-        elif isinstance(value, list | tuple | dict):
-            items = value.values() if isinstance(value, dict) else value
-            for item in items:
-                if isinstance(item, SecretStr):
-                    values.append(item.get_secret_value())
-                elif isinstance(item, BaseModel):
-                    values.extend(_secret_values(item))
-    return values
-
-
 def require(mapping: Mapping[str, Any], key: str, what: str = "field") -> Any:
     """A required field of a webhook payload, or a clean 400."""
     if not isinstance(mapping, Mapping) or key not in mapping or mapping[key] in (None, ""):
@@ -155,8 +137,10 @@ def json_object(value: object, what: str) -> Mapping[str, Any]:
 
 
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
-    a_bytes = a.encode() if isinstance(a, str) else a
-    b_bytes = b.encode() if isinstance(b, str) else b
+    # aiohttp decodes header bytes that are not UTF-8 as surrogate escapes: compare the
+    # bytes that arrived instead of failing to encode them
+    a_bytes = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else a
+    b_bytes = b.encode("utf-8", "surrogatepass") if isinstance(b, str) else b
     return hmac.compare_digest(a_bytes, b_bytes)
 
 
@@ -281,10 +265,8 @@ class Provider:
         return result
 
     def redact(self, text: str) -> str:
-        for secret in _secret_values(self.config):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        # cut: adapters shorten a carrier's message, possibly in the middle of a secret
+        return redact(text, secret_values(self.config), cut=True)
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         raise NotImplementedError

@@ -176,7 +176,8 @@ class SipEngine:
             self._init_endpoint(ep, writer)
             self._create_accounts()
         except BaseException as exc:  # re-raised in start()
-            self._startup_error = RuntimeError(f"SIP stack failed to start: {exc}")
+            reason = exc.info() if hasattr(exc, "info") else str(exc)  # pjsua2.Error: info()
+            self._startup_error = RuntimeError(f"SIP stack failed to start: {reason}")
             self._ready.set()
             with contextlib.suppress(Exception):
                 ep.libDestroy()
