@@ -14,17 +14,19 @@ import functools
 import hmac
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
 
-from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
-from bridge.numbers import InvalidNumber, from_carrier
+from bridge.model import InboundEvent, MediaRef, OutboundSms, SendFailed, SendResult, Sent
+from bridge.numbers import InvalidNumber, from_carrier, segments, split_text
 from bridge.secrets import Secret, reveal
+
+T = TypeVar("T")
 
 
 class ProviderConfig(BaseModel):
@@ -169,6 +171,16 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None  # an HTTP-date; the dispatcher's own backoff applies
 
 
+async def _guarded(call: Awaitable[SendResult]) -> SendResult:
+    """An API call's result, with network trouble turned into a retryable ``SendFailed``."""
+    try:
+        return await call
+    except TimeoutError:
+        return SendFailed("timed out waiting for the carrier", retryable=True)
+    except aiohttp.ClientError as exc:
+        return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
+
+
 def classify_http_failure(status: int, reason: str, headers: Mapping[str, str]) -> SendFailed:
     """The shared rule: 408, 425, 429 and 5xx are worth retrying; other 4xx are permanent."""
     retryable = status in (408, 425, 429) or status >= 500
@@ -203,8 +215,41 @@ class MediaTooLarge(Exception):
         self.size = size
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One API call's worth of a message: a piece of its text and/or some of its media."""
+
+    text: str
+    media: tuple[MediaRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimit:
+    """The most characters (code points) one API call may carry: ``gsm7`` for a text the GSM-7
+    alphabet can encode, ``ucs2`` (the same when None) for one that needs UCS-2."""
+
+    gsm7: int
+    ucs2: int | None = None
+
+    def of(self, text: str) -> int:
+        if self.ucs2 is not None and segments(text).encoding == "UCS-2":
+            return self.ucs2
+        return self.gsm7
+
+
 class Provider:
-    """Base class of the carrier adapters."""
+    """Base class of the carrier adapters.
+
+    Sending, the multi-part rule: an adapter implements ``_send_part`` (one API call) and
+    declares its limits as data (``text_limit``, ``max_media_per_part``); ``split`` cuts a
+    message into ``Part``s and ``send_parts`` sends them in order. Parts that earlier attempts
+    got accepted (``OutboundSms.accepted_parts``) are never sent again. The first refused part
+    ends the attempt: if nothing went out that is the carrier's failure as it is; otherwise a
+    ``SendFailed`` whose reason starts "part k of n refused:", whose ``retryable`` is the
+    refused part's, and whose ``accepted_parts`` says which went out. All parts accepted is
+    ``Sent`` with the first part's id (delivery reports are matched on it) and every id in
+    ``parts``.
+    """
 
     Config: ClassVar[type[ProviderConfig]] = ProviderConfig
     default_api_base: ClassVar[str] = ""
@@ -220,6 +265,10 @@ class Provider:
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()
     # False for carriers (or adapters) that cannot send MMS: the core sends links instead.
     supports_mms: ClassVar[bool] = True
+    # The carrier's length limit for one API call's text; None: the carrier splits it itself.
+    text_limit: ClassVar[TextLimit | None] = None
+    # The most media items one API call may carry; None: all of them in one call.
+    max_media_per_part: ClassVar[int | None] = None
     # What the carrier accepts as a webhook request body.
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
         {"application/json", "application/x-www-form-urlencoded"}
@@ -268,12 +317,7 @@ class Provider:
         if msg.sender_id and not self.supports_sender_id:
             return SendFailed(f"{self.config.type} cannot send from an alphanumeric sender ID",
                               retryable=False)
-        try:
-            result = await self._send(msg)
-        except TimeoutError:
-            return SendFailed("timed out waiting for the carrier", retryable=True)
-        except aiohttp.ClientError as exc:
-            return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
+        result = await _guarded(self._send(msg))
         if isinstance(result, SendFailed):
             reason = self.redact(result.reason)
             if reason != result.reason:
@@ -287,7 +331,53 @@ class Provider:
         return text
 
     async def _send(self, msg: OutboundSms) -> SendResult:
+        return await self.send_parts(msg, self.split(msg))
+
+    def max_chars(self, text: str) -> int | None:
+        """The most characters of ``text`` one API call may carry (None: no limit)."""
+        return self.text_limit.of(text) if self.text_limit is not None else None
+
+    def split(self, msg: OutboundSms) -> list[Part]:
+        """The message in the carrier's parts: the text cut at ``max_chars``, the media in
+        groups of ``max_media_per_part``, the first group riding with the first text part."""
+        limit = self.max_chars(msg.text)
+        texts = split_text(msg.text, limit) if limit and len(msg.text) > limit else [msg.text]
+        size = self.max_media_per_part or max(1, len(msg.media))
+        groups = [msg.media[i:i + size] for i in range(0, len(msg.media), size)]
+        parts = [Part(text, groups[0] if i == 0 and groups else ())
+                 for i, text in enumerate(texts)]
+        parts.extend(Part("", group) for group in groups[1:])
+        return parts
+
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
+        """One API call carrying ``part`` (the ``index``-th of ``total``, from 0)."""
         raise NotImplementedError
+
+    async def send_parts(
+        self, msg: OutboundSms, parts: Sequence[T],
+        send_one: Callable[[T, int, int], Awaitable[SendResult]] | None = None,
+    ) -> SendResult:
+        """Send the parts not yet accepted, in order (the rule is in the class docstring).
+        ``send_one(part, index, total)`` is one API call, ``_send_part`` unless given (for
+        adapters whose parts are their own request shapes, e.g. an SMS then an MMS call)."""
+        if send_one is None:
+            def send_one(part: Any, index: int, total: int) -> Awaitable[SendResult]:
+                return self._send_part(msg, part, index, total)
+        accepted = [p for p in msg.accepted_parts[:len(parts)] if p]
+        result: SendResult | None = None
+        for index in range(len(accepted), len(parts)):
+            result = await _guarded(send_one(parts[index], index, len(parts)))
+            if isinstance(result, SendFailed):
+                if not accepted:
+                    return result
+                return replace(result, accepted_parts=tuple(accepted),
+                               reason=f"part {index + 1} of {len(parts)} refused "
+                                      f"({len(accepted)} sent): {result.reason}"[:500])
+            accepted.append(result.carrier_id)
+        if len(parts) == 1:
+            return result if isinstance(result, Sent) else Sent(accepted[0])
+        return Sent(accepted[0], detail=f"{len(parts)} parts", parts=tuple(accepted))
 
     async def fetch_media(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
         """Download one media item of an inbound MMS: its bytes and content type (possibly

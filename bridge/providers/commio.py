@@ -117,18 +117,7 @@ class CommioProvider(Provider):
         if (msg.text and not text_in_mms) or not steps:
             steps.extend(("sms", [("from_did", from_did), ("to_did", to_did), ("message", part)])
                          for part in split_text(msg.text, cfg.max_text_chars))
-        first_id = ""
-        for index, (kind, fields) in enumerate(steps):
-            result = await self._post(kind, fields)
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                return SendFailed(  # earlier parts are out: a retry would repeat them
-                    f"part {index + 1}/{len(steps)} failed after {index} were sent: "
-                    f"{result.reason}"[:500], retryable=False, code=result.code)
-            if index == 0:
-                first_id = result.carrier_id
-        return Sent(first_id, detail=f"{len(steps)} parts" if len(steps) > 1 else None)
+        return await self.send_parts(msg, steps, lambda step, _i, _n: self._post(*step))
 
     async def _post(self, kind: str, fields: list[tuple[str, str]]) -> SendResult:
         cfg = self.config

@@ -7,11 +7,12 @@ Facts and sources (see also shared providers.md §2):
   ``{"errors": [{"code", "title", "detail", "source"}]}``. [sdk] telnyx-python 4.189.0
   ``resources/messages/messages.py``, ``types/message_send_params.py``,
   ``types/outbound_message_payload.py``, ``types/shared/messaging_error.py``
-- ``Idempotency-Key`` is accepted on this endpoint (the SDK's ``idempotency_key``); only
-  successful responses are replayed, for 24 h; a key reused with a different body is a 422.
-  We derive it from the bridge message id and a hash of the body, so a retry after a timeout
-  cannot send twice. [sdk] + [doc]
-  developers.telnyx.com/docs/development/api-fundamentals/idempotency
+- ``Idempotency-Key``: the SDK sends none (``_base_client.py`` leaves ``_idempotency_header``
+  at None and ``messages.send`` takes no key), so whether ``/v2/messages`` honours one cannot
+  be settled from the SDK. We send one anyway, derived from the bridge message id, the part
+  and a hash of the body (harmless if ignored); a retry after a timeout may therefore still
+  send twice if Telnyx ignores it. [sdk] telnyx-python src/telnyx/_base_client.py,
+  src/telnyx/resources/messages/messages.py
 - An SMS over 10 segments (1,530 GSM-7 / 670 UCS-2 characters) is refused with ``40302``
   unless the messaging profile auto-chunks, so longer texts are split and sent as several
   messages. [doc] developers.telnyx.com/docs/messaging/messages/sms-chunking
@@ -56,6 +57,7 @@ from bridge.model import (
 )
 from bridge.numbers import segments, split_text
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
     WebhookMalformed,
@@ -152,23 +154,15 @@ class TelnyxProvider(Provider):
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
-        texts = [msg.text] if msg.media else split_for_telnyx(msg.text)
-        first: Sent | None = None
-        for index, text in enumerate(texts):
-            result = await self._send_one(msg, text, msg.media if index == 0 else (), index)
-            if isinstance(result, SendFailed):
-                if first is None:
-                    return result
-                # Earlier parts are out; a retry would send them twice.
-                return Sent(first.carrier_id, detail=f"part {index + 1}/{len(texts)} "
-                            f"not sent: {result.reason}"[:500])
-            first = first or result
-        assert first is not None
-        return first
+    def split(self, msg: OutboundSms) -> list[Part]:
+        if msg.media:
+            return [Part(msg.text, msg.media)]
+        return [Part(text) for text in split_for_telnyx(msg.text)]
 
-    async def _send_one(self, msg: OutboundSms, text: str, media, index: int) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
+        text, media = part.text, part.media
         body: dict[str, Any] = {"from": msg.sender_id or msg.from_number, "to": msg.to_number}
         if text:
             body["text"] = text

@@ -82,24 +82,19 @@ class VoiceMeUpProvider(Provider):
         steps = list(zip_longest(texts, [m.url for m in msg.media], fillvalue=None))
         if not steps:
             steps = [("", None)]
-        first_id = ""
-        for index, (text, attachment) in enumerate(steps):
-            fields = [("source_number", digits(msg.from_number)),
-                      ("destination_number", digits(msg.to_number))]
-            if text:
-                fields.append(("message", text))
-            if attachment:
-                fields.append(("attachment", attachment))
-            result = await self._queue(fields)
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                return SendFailed(  # earlier parts are out: a retry would repeat them
-                    f"part {index + 1}/{len(steps)} failed after {index} were sent: "
-                    f"{result.reason}"[:500], retryable=False, code=result.code)
-            if index == 0:
-                first_id = result.carrier_id
-        return Sent(first_id, detail=f"{len(steps)} parts" if len(steps) > 1 else None)
+        return await self.send_parts(msg, steps, lambda step, _i, _n: self._queue(
+            self._fields(msg, *step)))
+
+    @staticmethod
+    def _fields(msg: OutboundSms, text: str | None,
+                attachment: str | None) -> list[tuple[str, str]]:
+        fields = [("source_number", digits(msg.from_number)),
+                  ("destination_number", digits(msg.to_number))]
+        if text:
+            fields.append(("message", text))
+        if attachment:
+            fields.append(("attachment", attachment))
+        return fields
 
     async def _queue(self, fields: list[tuple[str, str]]) -> SendResult:
         cfg = self.config

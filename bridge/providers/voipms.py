@@ -131,22 +131,8 @@ class VoipmsProvider(Provider):
         else:
             requests.extend(("sendSMS", [("message", part)])
                             for part in split_text(msg.text, cfg.sms_max_chars))
-        first_id = ""
-        for index, (method, params) in enumerate(requests):
-            result = await self._call(method, [("did", did), ("dst", dst), *params])
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                # Earlier parts are out: a retry would send them twice.
-                return SendFailed(
-                    f"part {index + 1}/{len(requests)} failed after {index} were sent: "
-                    f"{result.reason}"[:500],
-                    retryable=False, code=result.code,
-                )
-            if index == 0:
-                first_id = result.carrier_id
-        detail = f"{len(requests)} parts" if len(requests) > 1 else None
-        return Sent(first_id, detail=detail)
+        return await self.send_parts(msg, requests, lambda request, _i, _n: self._call(
+            request[0], [("did", did), ("dst", dst), *request[1]]))
 
     async def _call(self, method: str, params: list[tuple[str, str]]) -> SendResult:
         cfg = self.config

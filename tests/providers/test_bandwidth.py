@@ -137,7 +137,7 @@ async def test_text_over_2048_characters_is_sent_in_parts():
         OutboundSms(6, "+12345678901", "+12345678902", text,
                     (MediaRef("https://bridge.example.com/media/a.png"),)),
         accepted("p1"), accepted("p2"), accepted("p3"))
-    assert result == Sent("p1")
+    assert result == Sent("p1", "3 parts", ("p1", "p2", "p3"))
     sent = [r.json() for r in reqs]
     assert all(len(b["text"]) <= 2048 for b in sent)
     assert " ".join(b["text"] for b in sent) == text

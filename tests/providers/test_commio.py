@@ -85,7 +85,7 @@ async def test_mms_is_multipart_and_the_text_follows_as_sms():
                     CannedResponse(200, {"guid": "s1"}))
         result = await send(srv, OutboundSms(2, "+12065551212", "+12067791234", "My pic!",
                                              media))
-    assert result == Sent("m1", detail="3 parts")
+    assert result == Sent("m1", "3 parts", ("m1", "m2", "s1"))
     first, second, text = srv.requests
     for req, url in ((first, media[0].url), (second, media[1].url)):
         assert req.path == f"/account/{ACCOUNT}/product/origination/mms/send"
@@ -114,7 +114,7 @@ async def test_long_text_is_split_at_1600():
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"guid": "a"}), CannedResponse(200, {"guid": "b"}))
         result = await send(srv, OutboundSms(3, "+12065551212", "+12067791234", text))
-    assert result == Sent("a", detail="2 parts")
+    assert result == Sent("a", "2 parts", ("a", "b"))
     assert all(len(r.json()["message"]) <= 1600 for r in srv.requests)
 
 

@@ -78,7 +78,7 @@ async def test_mms_send_is_one_media_batch_per_item():
                     CannedResponse(201, dict(BATCH, id="B2", type="mt_media")))
         result = await send_via(make_provider(srv.url, status_callback=False),
                                 OutboundSms(6, "+14155550100", "+14155550199", "pics", media))
-    assert result == Sent("B1")
+    assert result == Sent("B1", "2 parts", ("B1", "B2"))
     first, second = (r.json() for r in srv.requests)
     assert first == {"to": ["+14155550199"], "from": "+14155550100", "type": "mt_media",
                      "client_reference": "6",
@@ -86,7 +86,7 @@ async def test_mms_send_is_one_media_batch_per_item():
     assert second["body"] == {"url": "https://cdn.example.com/b.png"}
 
 
-async def test_mms_stops_at_the_first_failure_and_reports_partial_success():
+async def test_mms_stops_at_the_first_failure_and_reports_the_parts_sent():
     media = (MediaRef("https://cdn.example.com/a.jpg"), MediaRef("https://cdn.example.com/b.jpg"))
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(201, dict(BATCH, id="B1")),
@@ -94,8 +94,10 @@ async def test_mms_stops_at_the_first_failure_and_reports_partial_success():
                                          "text": "Invalid media url"}))
         result = await send_via(make_provider(srv.url),
                                 OutboundSms(6, "+14155550100", "+14155550199", "", media))
-    assert isinstance(result, Sent) and result.carrier_id == "B1"
-    assert "Invalid media url" in (result.detail or "")
+    assert isinstance(result, SendFailed) and not result.retryable
+    assert result.accepted_parts == ("B1",)
+    assert result.reason.startswith("part 2 of 2 refused (1 sent): ")
+    assert "Invalid media url" in result.reason
 
 
 @pytest.mark.parametrize(

@@ -68,15 +68,16 @@ async def test_text_over_1024_characters_is_split():
     async with CarrierServer() as srv:
         srv.respond(*(CannedResponse(200, {"id": f"p{n}"}) for n in range(3)))
         result = await send(srv, OutboundSms(3, "+15558004321", "+15558001234", text))
-    assert result == Sent("p0", detail="3 parts")
+    assert result == Sent("p0", "3 parts", ("p0", "p1", "p2"))
     assert "".join(r.json()["text"] for r in srv.requests) == text
 
 
-async def test_failure_after_a_sent_part_is_not_retried():
+async def test_failure_after_a_sent_part_keeps_the_part_sent():
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {}), CannedResponse(500, "boom"))
         result = await send(srv, OutboundSms(3, "+15558004321", "+15558001234", "z" * 1500))
-    assert isinstance(result, SendFailed) and not result.retryable
+    assert isinstance(result, SendFailed) and result.retryable  # a 500: worth another try
+    assert len(result.accepted_parts) == 1 and "part 2 of 2 refused" in result.reason
 
 
 @pytest.mark.parametrize(

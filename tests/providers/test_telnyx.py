@@ -157,15 +157,16 @@ def test_unicode_text_splits_at_the_ucs2_limit():
     assert all(segments(p).count <= 10 for p in parts)
 
 
-async def test_a_failed_later_part_does_not_make_the_message_retryable():
+async def test_a_failed_later_part_is_reported_with_the_part_sent():
     text = " ".join(["word"] * 400)
     first = {"data": {**SUCCESS["data"], "id": "part-1"}}
     result, _ = await send(OutboundSms(11, "+15551230001", "+15557654321", text),
                            CannedResponse(200, first),
                            CannedResponse(500, {"errors": [{"code": "10007",
                                                             "title": "Unexpected error"}]}))
-    assert isinstance(result, Sent) and result.carrier_id == "part-1"
-    assert "part 2/2 not sent" in (result.detail or "")
+    assert isinstance(result, SendFailed) and result.retryable
+    assert result.accepted_parts == ("part-1",)
+    assert result.reason.startswith("part 2 of 2 refused (1 sent): ")
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ async def test_mms_sends_one_attachment_per_request():
         srv.respond(CannedResponse(200, success("h1")), CannedResponse(200, success("h2")))
         result = await send(srv, OutboundSms(2, "+15145551234", "+15145559999", "Check this!",
                                              media))
-    assert result == Sent("h1", detail="2 parts")
+    assert result == Sent("h1", "2 parts", ("h1", "h2"))
     first, second = (dict(r.form()) for r in srv.requests)
     assert (first["message"], first["attachment"]) == ("Check this!", media[0].url)
     assert "message" not in second and second["attachment"] == media[1].url
@@ -95,7 +95,7 @@ async def test_long_text_is_split_at_1000():
     async with CarrierServer() as srv:
         srv.respond(*(CannedResponse(200, success(f"h{n}")) for n in range(3)))
         result = await send(srv, OutboundSms(3, "+15145551234", "+15145559999", "A" * 2500))
-    assert result == Sent("h0", detail="3 parts")
+    assert result == Sent("h0", "3 parts", ("h0", "h1", "h2"))
     assert [len(dict(r.form())["message"]) for r in srv.requests] == [1000, 1000, 500]
 
 

@@ -86,7 +86,7 @@ async def test_long_sms_is_split_at_160_characters():
         srv.respond(*(CannedResponse(200, {"status": "success", "sms": str(n)})
                       for n in (1, 2, 3)))
         result = await send(srv, sms(text))
-    assert result == Sent("1", detail="3 parts")
+    assert result == Sent("1", "3 parts", ("1", "2", "3"))
     parts = [dict(r.form())["message"] for r in srv.requests]
     assert len(parts) == 3 and all(len(p) <= 160 for p in parts)
     assert " ".join(parts) == text
@@ -103,14 +103,14 @@ async def test_long_text_as_mms_when_configured():
     assert dict(req.form())["message"] == text
 
 
-async def test_failure_after_a_sent_part_is_not_retried():
+async def test_failure_after_a_sent_part_keeps_the_part_sent():
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"status": "success", "sms": "1"}),
                     CannedResponse(503, "busy"))
         result = await send(srv, sms("a " * 150))
-    assert isinstance(result, SendFailed)
-    assert result.retryable is False
-    assert "part 2/2" in result.reason
+    assert isinstance(result, SendFailed) and result.retryable  # a 503
+    assert result.accepted_parts == ("1",)
+    assert "part 2 of 2 refused" in result.reason
 
 
 async def test_mms_sends_three_media_per_request():
@@ -119,7 +119,7 @@ async def test_mms_sends_three_media_per_request():
         srv.respond(CannedResponse(200, {"status": "success", "mms": "501"}),
                     CannedResponse(200, {"status": "success", "mms": "502"}))
         result = await send(srv, sms("look", media=media))
-    assert result == Sent("501", detail="2 parts")
+    assert result == Sent("501", "2 parts", ("501", "502"))
     first, second = (r.form() for r in srv.requests)
     assert first[2:] == [("method", "sendMMS"), ("did", "5145550100"), ("dst", "4165550199"),
                          ("message", "look"), ("media1", media[0].url),
