@@ -17,14 +17,22 @@ SMS API (``api = "sms"``)
   Inbound: ``msisdn`` (sender), ``to``, ``messageId``, ``text``, ``type``; long texts arrive
   in parts with ``concat-ref`` / ``concat-part`` (1-based) / ``concat-total``, which we pass
   on as ``PartInfo``. Receipts: ``messageId``, ``status`` (delivered, expired, failed,
-  rejected, accepted, buffered, unknown), ``err-code`` ("0" = no error; "9" on a receipt
-  means the recipient opted out, [doc] opt-out-assist/guides/messaging-opted-out-numbers).
-  [spec] InboundMessage, DeliveryReceipt
+  rejected, accepted, buffered, unknown), ``err-code`` ("0" = no error; "9" on a failed or
+  rejected receipt means the recipient opted out: it is reported as code ``opted-out``, an
+  opt-out code, so the bridge records the opt-out and stops texting them. [doc]
+  developer.vonage.com/en/opt-out-assist/guides/messaging-opted-out-numbers). A send
+  answer's status 9 is "Partner Quota Violation", not an opt-out. [spec] InboundMessage,
+  DeliveryReceipt; [doc] developer.vonage.com/api-errors/sms
 - ``sig``: the parameters other than ``sig``, sorted by name, each value with '&' and '='
   replaced by '_', concatenated as ``&name=value``; then hex HMAC-md5/sha1/sha256/sha512 of
   that string keyed with the signature secret, or for the legacy "MD5 hash" method the md5 of
   the string followed by the secret. ``timestamp`` (unix seconds) is part of the signed set
-  and is checked against ``webhook_tolerance_seconds``. [sdk] vonage-python-sdk
+  is checked: Vonage resends an unacknowledged inbound SMS "for the next 24 hours", and
+  ``timestamp`` is "the unix timestamp representation of message-timestamp", the time
+  "Vonage started to push this inbound message" [doc] messaging/sms/guides/inbound-sms, so
+  a retry keeps its first timestamp. We accept a timestamp up to 24 h (plus
+  ``webhook_tolerance_seconds``) old and at most the tolerance ahead; a replay inside that
+  window is harmless, since the carrier message id dedupes it. [sdk] vonage-python-sdk
   http_client/src/vonage_http_client/auth.py (``sign_params``); legacy MD5 hash from
   vonage-python-sdk 3.x src/vonage/client.py (``Client.signature``); both re-checked against
   the SDK test vectors.
@@ -34,7 +42,11 @@ Messages API v1 (``api = "messages"``)
   "message_type": "text", "to", "from", "text", "client_ref", "webhook_url",
   "webhook_version": "v1"}``; MMS is ``{"channel": "mms", "message_type": "image" | "audio"
   | "video" | "vcard" | "file", "<type>": {"url", "caption"}}``, one media item per message
-  (so we send one message per item, the text as caption of the first). Numbers without '+'.
+  (so we send one message per item, the text as caption of the first). ``text`` is at most
+  1,000 characters (SDK ``models/sms.py``: ``Field(..., max_length=1000)``): longer texts go
+  as several messages by the base's multi-part rule. Opt-outs on this API arrive as a
+  status webhook whose error is not pinned down in the opt-out guide we could read, so no
+  Messages API opt-out code is declared. Numbers without '+'.
   Success is 202 ``{"message_uuid"}``; errors are RFC 7807 ``{type, title, detail}``.
   Auth: ``Bearer`` JWT (RS256, application id + private key; needs PyJWT[crypto] at run
   time) or Basic api_key:api_secret (then Vonage posts webhooks to the account-level URLs).
@@ -85,8 +97,10 @@ from bridge.model import (
 )
 from bridge.numbers import InvalidNumber, digits, from_carrier, segments
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
@@ -156,6 +170,12 @@ MESSAGES_STATUS_MAP: dict[str, State] = {
 }
 # SMS API send statuses worth another attempt: throttled, internal error, too many binds.
 SMS_RETRYABLE = frozenset({"1", "5", "10"})
+OPTED_OUT = "opted-out"  # the code under which a receipt's err-code 9 is reported
+# Messages API: text is at most 1,000 characters (SDK models/sms.py ``max_length=1000``).
+MESSAGES_TEXT_LIMIT = TextLimit(1000)
+# Vonage retries an unacknowledged inbound SMS for 24 hours, and every retry carries the
+# timestamp of the first push, so a signed timestamp may be this old plus the tolerance.
+RETRY_WINDOW_SECONDS = 86400
 MMS_TYPES = ("image", "audio", "video", "vcard", "file")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -226,6 +246,10 @@ class VonageProvider(Provider):
     default_api_base = "https://rest.nexmo.com"
     webhook_auth = ("SMS API 'sig' parameter or Messages API HS256 JWT, keyed with the "
                     "signature secret (a webhook_token when no signature secret is set)")
+    # Delivery receipts: err-code 9 means the recipient opted out. It is reported under its
+    # own name, since SMS API *send* status 9 means something else (partner quota).
+    opt_out_codes = frozenset({OPTED_OUT})
+    max_media_per_part = 1  # Messages API: one media item per MMS message
     config: VonageConfig
 
     def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
@@ -240,6 +264,10 @@ class VonageProvider(Provider):
         return "https://api.nexmo.com" if self.config.api == "messages" else self.default_api_base
 
     # --- sending ----------------------------------------------------------------------------
+
+    def max_chars(self, text: str) -> int | None:
+        # The SMS API splits long texts itself; the Messages API refuses over 1,000.
+        return MESSAGES_TEXT_LIMIT.of(text) if self.config.api == "messages" else None
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         if self.config.api == "messages":
@@ -279,18 +307,23 @@ class VonageProvider(Provider):
         parts = payload.get("messages") if isinstance(payload, dict) else None
         if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
             return SendFailed("Vonage answered without a messages list", retryable=True)
-        accepted = [p for p in parts if str(p.get("status")) == "0" and p.get("message-id")]
-        if accepted:
-            detail = None
-            if len(accepted) < len(parts):
-                # Retrying would duplicate the parts already accepted: report what happened.
-                detail = f"only {len(accepted)} of {len(parts)} parts accepted"
-            return Sent(str(accepted[0]["message-id"]), detail=detail)
-        first = parts[0]
-        status = str(first.get("status", ""))
-        text = str(first.get("error-text") or "no error text")
-        return SendFailed(f"Vonage error {status}: {text}"[:500],
-                          retryable=status in SMS_RETRYABLE, code=status or None)
+        ids = [str(p["message-id"]) for p in parts
+               if str(p.get("status")) == "0" and p.get("message-id")]
+        if len(ids) == len(parts):
+            return Sent(ids[0]) if len(ids) == 1 else Sent(ids[0], f"{len(ids)} parts",
+                                                           tuple(ids))
+        refused = next(p for p in parts if not (str(p.get("status")) == "0"
+                                               and p.get("message-id")))
+        status = str(refused.get("status", ""))
+        text = str(refused.get("error-text") or "no error text")
+        if not ids:
+            return SendFailed(f"Vonage error {status}: {text}"[:500],
+                              retryable=status in SMS_RETRYABLE, code=status or None)
+        # Vonage split the text itself: the parts it refused cannot be sent again alone,
+        # so this partial failure is permanent, and says which parts went out.
+        return SendFailed(f"part {len(ids) + 1} of {len(parts)} refused ({len(ids)} sent): "
+                          f"Vonage error {status}: {text}"[:500], retryable=False,
+                          code=status or None, accepted_parts=tuple(ids))
 
     async def _send_messages_api(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
@@ -305,31 +338,27 @@ class VonageProvider(Provider):
         if cfg.status_callback:
             base["webhook_url"] = self.webhook_url()
             base["webhook_version"] = "v1"
-        bodies: list[dict[str, Any]] = []
-        if not msg.media:
-            bodies.append({**base, "channel": "sms", "message_type": "text", "text": msg.text})
-        for index, media in enumerate(msg.media):
-            kind = _mms_type(media)
-            resource: dict[str, str] = {"url": media.url}
-            if index == 0 and msg.text:
-                resource["caption"] = msg.text
-            bodies.append({**base, "channel": "mms", "message_type": kind, kind: resource})
-        first_id: str | None = None
-        url = f"{self.api_base}/v1/messages"
-        for body in bodies:
-            async with self.http.post(url, json=body, headers=headers) as resp:
-                payload = await self._json(resp)
-                if resp.status in (200, 202) and isinstance(payload, dict) \
-                        and payload.get("message_uuid"):
-                    first_id = first_id or str(payload["message_uuid"])
-                    continue
-                failure = self._problem_failure(resp.status, payload, resp.headers)
-            if first_id is not None:
-                # Part of the MMS went out; a retry would send that part again.
-                return Sent(first_id, detail=f"partly sent: {failure.reason}"[:500])
-            return failure
-        assert first_id is not None
-        return Sent(first_id)
+        return await self.send_parts(msg, self.split(msg), lambda part, _i, _n: self._post_message(
+            self._message_body(base, part), headers))
+
+    @staticmethod
+    def _message_body(base: dict[str, Any], part: Part) -> dict[str, Any]:
+        if not part.media:
+            return {**base, "channel": "sms", "message_type": "text", "text": part.text}
+        kind = _mms_type(part.media[0])
+        resource: dict[str, str] = {"url": part.media[0].url}
+        if part.text:
+            resource["caption"] = part.text
+        return {**base, "channel": "mms", "message_type": kind, kind: resource}
+
+    async def _post_message(self, body: dict[str, Any], headers: dict[str, str]) -> SendResult:
+        async with self.http.post(f"{self.api_base}/v1/messages", json=body,
+                                  headers=headers) as resp:
+            payload = await self._json(resp)
+            if resp.status in (200, 202) and isinstance(payload, dict) \
+                    and payload.get("message_uuid"):
+                return Sent(str(payload["message_uuid"]))
+            return self._problem_failure(resp.status, payload, resp.headers)
 
     def _messages_auth(self) -> dict[str, str] | SendFailed:
         cfg = self.config
@@ -405,7 +434,8 @@ class VonageProvider(Provider):
             stamp = float(params.get("timestamp"))
         except (TypeError, ValueError):
             raise WebhookUnauthorized("signed request without a timestamp") from None
-        if abs(req.received_at - stamp) > self.config.webhook_tolerance_seconds:
+        tolerance = self.config.webhook_tolerance_seconds
+        if not -tolerance <= req.received_at - stamp <= RETRY_WINDOW_SECONDS + tolerance:
             raise WebhookUnauthorized("signed request is outside the timestamp window")
 
     def _verify_jwt(self, req: WebhookRequest, secret: str) -> None:
@@ -469,7 +499,8 @@ class VonageProvider(Provider):
             error = None
             code = str(params.get("err-code") or "0")
             if code != "0":
-                error = f"{code}: opted out" if code == "9" and state is State.FAILED else code
+                error = (f"{OPTED_OUT}: err-code 9" if code == "9" and state is State.FAILED
+                         else code)
             return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
         kind = self._text(params.get("type"), "type").lower()
         if kind == "binary":

@@ -1,20 +1,19 @@
 """Voxtelesys Messaging API (v1).
 
-Facts and sources (see also shared providers.md §12):
-- Send: ``POST https://smsapi.voxtelesys.net/api/v1/sms`` with ``Authorization: Bearer <API
-  key>`` and a JSON body ``{"from", "to", "body", "media": [urls]}``. [doc]
-  smsapi.voxtelesys.com (base URL, Bearer API keys); field names from two independent
-  working integrations: [3p] simontelephonics/smsconnector provider-Voxtelesys.php (v1,
-  ``to`` a single number) and [sdk] voxtelesys/n8n-nodes-voxtelesys (the carrier's own n8n
-  node, send.operation.ts: ``to``, ``from``, ``body``, ``media``, ``tag``,
-  ``status_callback: {url, method}``). The success body is not documented; we take its
-  ``id`` (``batch_id``/``message_id`` also accepted). Error bodies are not documented
-  either: the HTTP status decides.
-- Numbers: the v1 reference writes E.164 without ``+`` (``17019299797``) while both
-  integrations send ``+E.164``; we send ``+E.164`` unless ``number_format = "digits"``.
-- ``status_callback`` (per-message delivery receipts) is used by the n8n node against the
-  newer API; it is off by default here, since delivery receipts are normally set up on the
-  messaging application in the portal. Turn it on to have our webhook URL sent.
+Facts and sources (see also shared providers.md §12). We follow the **v1** reference
+(smsapi.voxtelesys.com, base ``https://smsapi.voxtelesys.net/api/v1``) whole; the carrier's n8n
+node speaks a newer API (``+E.164``, ``status_callback``), which is not mixed in.
+- Send: ``POST /sms`` (a "batch") with ``Authorization: Bearer <API key>`` and JSON
+  ``{"from", "to": [numbers], "body", "media": [urls]}``. Numbers are "E.164 formatted
+  [country code][subscriber number]", **without** '+' (``17019299797``), and a batch's ``to``
+  is a list (the reference's batch listing: ``"from": "14024431550", "to": ["1402..."]``).
+  [doc] smsapi.voxtelesys.com (Number Formatting, Batches). The body/media field names are
+  not in the stored reference; they are those of two working integrations: [3p]
+  simontelephonics/smsconnector provider-Voxtelesys.php (v1) and the carrier's own n8n node.
+  The success body is a batch whose ``id`` we keep (``batch_id``/``message_id`` also
+  accepted). Error bodies are not documented: the HTTP status decides.
+- Delivery receipts are set up on the messaging application in the portal (v1 has no
+  per-message callback field).
 - Inbound (MO): JSON POST to the application's callback URL: ``{"type": "mo", "id", "to",
   "from", "body", "media": [...], "received_at"}``. ``id`` is not in the reference table but
   is read by smsconnector; when absent we make one from the body and the time of receipt.
@@ -69,8 +68,6 @@ NO_ERROR_CODES = frozenset({"", "0"})
 class VoxtelesysConfig(ProviderConfig):
     type: Literal["voxtelesys"]
     api_key: Secret
-    number_format: Literal["e164", "digits"] = "e164"
-    status_callback: bool = False
 
 
 class VoxtelesysProvider(Provider):
@@ -81,21 +78,16 @@ class VoxtelesysProvider(Provider):
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
     config: VoxtelesysConfig
 
-    def _number(self, e164: str) -> str:
-        return e164 if self.config.number_format == "e164" else digits(e164)
-
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         body: dict[str, Any] = {
-            "from": msg.sender_id or self._number(msg.from_number),
-            "to": self._number(msg.to_number),
+            "from": msg.sender_id or digits(msg.from_number),
+            "to": [digits(msg.to_number)],
         }
         if msg.text:
             body["body"] = msg.text
         if msg.media:
             body["media"] = [m.url for m in msg.media]
-        if cfg.status_callback:
-            body["status_callback"] = {"url": self.webhook_url(), "method": "POST"}
         async with self.http.post(f"{self.api_base}/sms", json=body,
                                   headers=bearer_auth(reveal(cfg.api_key))) as resp:
             try:

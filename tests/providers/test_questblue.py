@@ -51,7 +51,8 @@ def webhook(body: object, *, form: bool = False, token: str | None = TOKEN,
                           [], raw, "192.0.2.10", path_token=token, received_at=received_at)
 
 
-async def test_sms_is_the_documented_request():
+async def test_sms_is_a_json_body_as_the_official_sdk_sends():
+    """QuestBlue/phpsdk ApiRequestExecutor: a POST's parameters go in a JSON body."""
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"data": [{"msg_id": "9001"}]}))
         result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "héllo & 😀"))
@@ -61,9 +62,9 @@ async def test_sms_is_the_documented_request():
     assert req.headers["Authorization"] == "Basic " + base64.b64encode(
         f"{LOGIN}:{PASSWORD}".encode()).decode()
     assert req.headers["Security-Key"] == KEY
-    assert req.query == [("did", "5551230001"), ("did_to", "5557654321"),
-                         ("msg", "héllo & 😀")]
-    assert req.body == b""
+    assert req.query == []
+    assert req.content_type == "application/json"
+    assert req.json() == {"did": "5551230001", "did_to": "5557654321", "msg": "héllo & 😀"}
 
 
 async def test_mms_joins_media_urls_with_commas_and_eleven_digits():
@@ -73,9 +74,9 @@ async def test_mms_joins_media_urls_with_commas_and_eleven_digits():
         result = await send(srv, OutboundSms(2, "+15551230001", "+15557654321", "pics", media),
                             number_format="digits")
     assert result == Sent("9002")
-    assert srv.requests[0].query == [
-        ("did", "15551230001"), ("did_to", "15557654321"), ("msg", "pics"),
-        ("file_url", "https://cdn.example.com/a.jpg,https://cdn.example.com/b.png")]
+    assert srv.requests[0].json() == {
+        "did": "15551230001", "did_to": "15557654321", "msg": "pics",
+        "file_url": "https://cdn.example.com/a.jpg,https://cdn.example.com/b.png"}
 
 
 @pytest.mark.parametrize(

@@ -274,6 +274,36 @@ def test_inbound_mms_signed_like_signalwire_parses(sw_validator):
     assert answer.content_type == "text/xml" and "<Response>" in answer.body
 
 
+async def test_inbound_media_on_the_space_host_is_fetched_with_the_project_credentials():
+    """SignalWire's Media sub-resource lives on the Space host and takes the API's Basic
+    credentials (project id + API token)."""
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(200, b"\xff\xd8jpeg", {"Content-Type": "image/jpeg"}))
+        provider = make_provider(api_base=srv.url)
+        await provider.start()
+        try:
+            media_url = (f"{srv.url}/api/laml/2010-04-01/Accounts/{PROJECT}/Messages/{SID}"
+                         "/Media/ME123")
+            data, ctype = await provider.fetch_media(media_url)
+        finally:
+            await provider.close()
+    assert (data, ctype) == (b"\xff\xd8jpeg", "image/jpeg")
+    expected = base64.b64encode(f"{PROJECT}:{API_TOKEN}".encode()).decode()
+    assert srv.requests[0].headers["Authorization"] == f"Basic {expected}"
+
+
+async def test_media_elsewhere_gets_no_credentials():
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(200, b"gif", {"Content-Type": "image/gif"}))
+        provider = make_provider()  # api_base is the real Space host, not this server
+        await provider.start()
+        try:
+            await provider.fetch_media(f"{srv.url}/media/a.gif")
+        finally:
+            await provider.close()
+    assert "Authorization" not in srv.requests[0].headers
+
+
 def test_twilio_alias_header_is_accepted():
     make_provider().verify(form_request(INBOUND_MMS, header="X-Twilio-Signature"))
 

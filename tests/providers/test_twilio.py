@@ -163,3 +163,28 @@ def test_signature_accepted_with_explicit_default_port():
     req = WebhookRequest("POST", provider.webhook_url(), {"X-Twilio-Signature": signature},
                          [], urlencode(params).encode(), "127.0.0.1")
     provider.verify(req)
+
+
+class _MultiDict(dict):
+    """A form with repeated names, as the SDK's validator reads one (``getlist``)."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__(items)
+        self._items = items
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for k, v in self._items if k == name]
+
+
+def test_repeated_identical_values_are_signed_once_as_the_sdk_does():
+    """twilio-python request_validator.py signs ``sorted(set(values))`` per name."""
+    provider = make_provider()
+    url = provider.webhook_url()
+    items = [("MessageSid", "SM" + "b" * 32), ("From", "+14155550100"), ("To", "+14155550199"),
+             ("Body", "x"), ("Tag", "same"), ("Tag", "same"), ("Tag", "other")]
+    signature = RequestValidator(TOKEN).compute_signature(url, _MultiDict(items))
+    assert RequestValidator(TOKEN).validate(url, _MultiDict(items), signature)
+    req = WebhookRequest("POST", url, {"X-Twilio-Signature": signature,
+                                       "Content-Type": "application/x-www-form-urlencoded"},
+                         [], urlencode(items).encode(), "127.0.0.1")
+    provider.verify(req)

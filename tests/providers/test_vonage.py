@@ -159,7 +159,7 @@ async def test_sms_send_errors_are_classified(status, body, headers, retryable, 
     assert SECRET not in result.reason
 
 
-async def test_sms_send_partial_acceptance_is_not_retried():
+async def test_sms_send_partial_acceptance_is_a_permanent_failure_naming_the_parts_sent():
     body = {"message-count": "2", "messages": [
         {"to": "447700900000", "message-id": "0A01", "status": "0"},
         {"to": "447700900000", "status": "1", "error-text": "Throttled"}]}
@@ -167,8 +167,10 @@ async def test_sms_send_partial_acceptance_is_not_retried():
         srv.respond(CannedResponse(200, body))
         result = await send_via(make_provider(srv.url),
                                 OutboundSms(1, "+14155550100", "+447700900000", "x" * 300))
-    assert isinstance(result, Sent) and result.carrier_id == "0A01"
-    assert "1 of 2" in (result.detail or "")
+    # Vonage split the text itself: the refused part cannot be sent again on its own
+    assert isinstance(result, SendFailed) and not result.retryable
+    assert result.accepted_parts == ("0A01",)
+    assert result.reason.startswith("part 2 of 2 refused (1 sent): Vonage error 1: Throttled")
 
 
 async def test_sms_send_timeout_is_retryable():
@@ -217,7 +219,7 @@ async def test_messages_mms_sends_one_message_per_media_item():
         provider = make_provider(srv.url, api="messages", status_callback=False)
         result = await send_via(provider, OutboundSms(4, "+14155550100", "+14155550199",
                                                       "look", media))
-    assert result == Sent("u-1")
+    assert result == Sent("u-1", "2 parts", ("u-1", "u-2"))
     first, second = (r.json() for r in srv.requests)
     assert srv.requests[0].headers["Authorization"].startswith("Basic ")
     assert first == {"channel": "mms", "message_type": "image", "to": "14155550199",
@@ -331,7 +333,9 @@ def test_concatenated_inbound_parts_carry_part_info():
         ("delivered", "0", DeliveryReport("0A0000001234567B", State.DELIVERED, "delivered")),
         ("accepted", "0", DeliveryReport("0A0000001234567B", State.SENT, "accepted")),
         ("failed", "9", DeliveryReport("0A0000001234567B", State.FAILED, "failed",
-                                       "9: opted out")),
+                                       "opted-out: err-code 9")),
+        ("rejected", "9", DeliveryReport("0A0000001234567B", State.FAILED, "rejected",
+                                         "opted-out: err-code 9")),
         ("expired", "1", DeliveryReport("0A0000001234567B", State.FAILED, "expired", "1")),
         ("unknown", "1", None),
     ],
@@ -347,8 +351,31 @@ def test_delivery_receipts_parse(status, err, expected):
     assert provider.parse(req) == ([expected] if expected else [])
 
 
-@pytest.mark.parametrize("tamper", ["wrong_key", "body", "missing", "stale", "no_timestamp",
-                                    "garbage"])
+def test_opted_out_receipt_is_an_opt_out_code():
+    """err-code 9 on a receipt (Vonage's opt-out guide) must reach the core as an opt-out."""
+    from bridge.core import _error_code
+
+    provider = make_provider()
+    receipt = {"msisdn": "447700900000", "to": "AcmeInc", "messageId": "0A0000001234567B",
+               "status": "failed", "err-code": "9", "api-key": KEY,
+               "message-timestamp": "2020-01-01 12:00:00"}
+    (report,) = provider.parse(json_request(sdk_signed(receipt)))
+    assert _error_code(report.error) in provider.opt_out_codes
+    assert "9" not in provider.opt_out_codes  # a send status 9 is a quota error, not STOP
+
+
+@pytest.mark.parametrize("age", [600, 2 * 3600, 23 * 3600])
+def test_a_retry_signed_when_vonage_first_pushed_is_accepted(age):
+    """Vonage resends for 24 h with the first push's timestamp: a retry after an outage of
+    the bridge is not refused for good."""
+    provider = make_provider()
+    req = form_request(sdk_signed(INBOUND, timestamp=int(time.time()) - age))
+    provider.verify(req)
+    assert provider.parse(req)
+
+
+@pytest.mark.parametrize("tamper", ["wrong_key", "body", "missing", "stale", "future",
+                                    "no_timestamp", "garbage"])
 def test_bad_sms_signatures_are_refused(tamper):
     provider = make_provider()
     if tamper == "wrong_key":
@@ -357,8 +384,10 @@ def test_bad_sms_signatures_are_refused(tamper):
         req = form_request(dict(sdk_signed(INBOUND), text="Send money"))
     elif tamper == "missing":
         req = form_request(INBOUND)
-    elif tamper == "stale":  # a replay of a request signed ten minutes ago
-        req = form_request(sdk_signed(INBOUND, timestamp=int(time.time()) - 600))
+    elif tamper == "stale":  # older than Vonage's 24 h of retries
+        req = form_request(sdk_signed(INBOUND, timestamp=int(time.time()) - 86400 - 600))
+    elif tamper == "future":  # ten minutes ahead of our clock
+        req = form_request(sdk_signed(INBOUND, timestamp=int(time.time()) + 600))
     elif tamper == "no_timestamp":
         params = dict(INBOUND)
         params["sig"] = vonage_sms_signature(params, SIG_SECRET, "sha256")

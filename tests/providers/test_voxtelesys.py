@@ -44,7 +44,8 @@ def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:
                           path_token=token)
 
 
-async def test_sms_is_the_documented_request():
+async def test_sms_is_the_documented_v1_request():
+    """v1 whole: E.164 digits without '+', ``to`` a list (the v1 reference's batches)."""
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"id": "BPBPqNgILE2urR4S", "status": "queued"}))
         result = await send(srv, OutboundSms(1, "+17019299797", "+14024431550", "héllo 😀"))
@@ -53,20 +54,24 @@ async def test_sms_is_the_documented_request():
     assert (req.method, req.path) == ("POST", "/api/v1/sms")
     assert req.headers["Authorization"] == f"Bearer {KEY}"
     assert req.content_type == "application/json"
-    assert req.json() == {"from": "+17019299797", "to": "+14024431550", "body": "héllo 😀"}
+    assert req.json() == {"from": "17019299797", "to": ["14024431550"], "body": "héllo 😀"}
 
 
-async def test_mms_with_digits_and_status_callback():
+async def test_mms_is_the_documented_v1_request():
     media = (MediaRef("https://cdn.example.com/a.jpg"),)
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(201, {"batch_id": "B1"}))
-        result = await send(srv, OutboundSms(2, "+17019299797", "+14024431550", "", media),
-                            number_format="digits", status_callback=True)
+        result = await send(srv, OutboundSms(2, "+17019299797", "+14024431550", "", media))
     assert result == Sent("B1")
     assert srv.requests[0].json() == {
-        "from": "17019299797", "to": "14024431550", "media": ["https://cdn.example.com/a.jpg"],
-        "status_callback": {"url": f"{PUBLIC}/webhooks/vts/{TOKEN}", "method": "POST"},
+        "from": "17019299797", "to": ["14024431550"], "media": ["https://cdn.example.com/a.jpg"],
     }
+
+
+@pytest.mark.parametrize("field", [{"number_format": "e164"}, {"status_callback": True}])
+def test_options_of_the_newer_api_are_refused(field):
+    with pytest.raises(ValueError):
+        make_provider("https://smsapi.voxtelesys.net/api/v1", **field)
 
 
 @pytest.mark.parametrize(

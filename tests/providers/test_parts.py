@@ -1,0 +1,71 @@
+"""The multi-part rule (``Provider.send_parts``), the same for every carrier that splits: a
+long text goes out in parts within the carrier's limit, a refusal part-way is one kind of
+``SendFailed`` naming the parts sent, and a retry never sends an accepted part again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bridge.model import OutboundSms, SendFailed, Sent
+from tests.carrier_server import CarrierServer, send_once
+from tests.providers.harness import SPLITTING, Carrier
+
+FROM, TO = "+14155550100", "+14155550199"
+
+
+def long_text(limit: int) -> str:
+    return " ".join(["word"] * (limit // 5 * 2 + 10))  # a little over twice the limit
+
+
+@pytest.mark.parametrize("carrier", SPLITTING, ids=str)
+async def test_a_text_over_the_limit_goes_in_parts_within_it(carrier: Carrier):
+    text = long_text(carrier.limit)
+    async with CarrierServer() as srv:
+        srv.respond(*(carrier.accepted(f"id-{n}") for n in range(3)))
+        result = await send_once(carrier.make(srv.url), OutboundSms(1, FROM, TO, text))
+    texts = [carrier.text_of(r) for r in srv.requests]
+    assert result == Sent("id-0", "3 parts", ("id-0", "id-1", "id-2"))
+    assert len(texts) == 3 and all(len(t) <= carrier.limit for t in texts)
+    assert " ".join(texts) == text
+
+
+@pytest.mark.parametrize("carrier", SPLITTING, ids=str)
+@pytest.mark.parametrize("retryable", [True, False])
+async def test_a_refusal_part_way_names_the_parts_sent(carrier: Carrier, retryable: bool):
+    msg = OutboundSms(2, FROM, TO, long_text(carrier.limit))
+    async with CarrierServer() as srv:
+        srv.respond(carrier.accepted("id-0"), carrier.busy if retryable else carrier.refused)
+        result = await send_once(carrier.make(srv.url), msg)
+    assert isinstance(result, SendFailed) and result.retryable is retryable
+    assert result.accepted_parts == ("id-0",)
+    assert result.reason.startswith("part 2 of 3 refused (1 sent): ")
+
+
+@pytest.mark.parametrize("carrier", SPLITTING, ids=str)
+async def test_a_retry_sends_only_the_parts_still_missing(carrier: Carrier):
+    text = long_text(carrier.limit)
+    msg = OutboundSms(3, FROM, TO, text, accepted_parts=("id-0",))
+    async with CarrierServer() as srv:
+        srv.respond(carrier.accepted("id-1"), carrier.busy)
+        first = await send_once(carrier.make(srv.url), msg)
+        assert isinstance(first, SendFailed) and first.accepted_parts == ("id-0", "id-1")
+        srv.respond(carrier.accepted("id-2"))
+        second = await send_once(carrier.make(srv.url),
+                                 replace(msg, accepted_parts=first.accepted_parts))
+    assert second == Sent("id-0", "3 parts", ("id-0", "id-1", "id-2"))
+    sent = [carrier.text_of(r) for r in srv.requests]
+    parts = [p.text for p in carrier.make(srv.url).split(msg)]
+    assert sent == [parts[1], parts[2], parts[2]]  # part 1 never again
+
+
+async def test_plivo_limits_a_ucs2_text_to_737_characters():
+    (plivo,) = [c for c in SPLITTING if c.name == "plivo"]
+    text = "é€ü 😀 " * 200  # UCS-2, 1,400 characters
+    async with CarrierServer() as srv:
+        srv.respond(*(plivo.accepted(f"u-{n}") for n in range(3)))
+        result = await send_once(plivo.make(srv.url), OutboundSms(4, FROM, TO, text))
+    texts = [plivo.text_of(r) for r in srv.requests]
+    assert isinstance(result, Sent) and len(texts) == 2
+    assert all(len(t) <= 737 for t in texts)
