@@ -4,13 +4,17 @@ long text goes out in parts within the carrier's limit, a refusal part-way is on
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
 
 from bridge.model import OutboundSms, SendFailed, Sent
-from tests.carrier_server import CarrierServer, send_once
+from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.peers import configs
+from tests.peers.harness import BridgeProcess, Phone, free_port, wait_until
 from tests.providers.harness import SPLITTING, Carrier
+from tests.test_e2e_core import stored
 
 FROM, TO = "+14155550100", "+14155550199"
 
@@ -69,3 +73,35 @@ async def test_plivo_limits_a_ucs2_text_to_737_characters():
     texts = [plivo.text_of(r) for r in srv.requests]
     assert isinstance(result, Sent) and len(texts) == 2
     assert all(len(t) <= 737 for t in texts)
+
+
+async def test_through_the_bridge_a_retry_resends_only_the_refused_part(tmp_path, peers):
+    """End to end, with a real bridge process, a pjsua2 phone and a local Twilio API: a
+    3,000-character text goes in two parts; the second is refused once with a 503; the retry
+    (the store kept the first part's id) sends only the second part; history says so."""
+    did, remote = "+15551230001", "+15557654321"
+    async with CarrierServer() as carrier:
+        carrier.respond(CannedResponse(201, {"sid": "SM" + "1" * 32, "status": "queued"}),
+                        CannedResponse(503, {"code": 20503, "message": "Service Unavailable"}),
+                        CannedResponse(201, {"sid": "SM" + "2" * 32, "status": "queued"}))
+        phone = await asyncio.to_thread(Phone, "1001")
+        peers.append(phone)
+        web_port, sip_port = free_port(), free_port()
+        config = (configs.base(web_port, sip_port) + configs.trunk_account(phone.port)
+                  + configs.twilio_provider(carrier.url) + configs.number(did, "twilio", ["1001"])
+                  + configs.extension("1001", [did]))
+        bridge = BridgeProcess(tmp_path, config, env=configs.ENV)
+        peers.append(bridge)
+        await asyncio.to_thread(bridge.start, web_port)
+        text = " ".join(["word"] * 600)  # 2,999 characters
+        assert await asyncio.to_thread(
+            phone.send, f"sip:{remote}@127.0.0.1:{sip_port}", text) == 200
+        await carrier.wait_for(3, timeout=30)
+        await asyncio.to_thread(
+            wait_until, lambda: stored(bridge)[0]["state"] == "sent", 30, what="sent")
+        bodies = [dict(r.form())["Body"] for r in carrier.requests]
+        assert len(bodies) == 3 and bodies[1] == bodies[2] and bodies[0] != bodies[1]
+        assert " ".join(bodies[:2]) == text
+        show = bridge.cli("show", str(stored(bridge)[0]["id"]))
+        assert "part 2 of 2 refused (1 sent)" in show.stdout
+        assert "SM" + "1" * 32 in show.stdout and "SM" + "2" * 32 in show.stdout
