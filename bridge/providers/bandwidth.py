@@ -60,6 +60,7 @@ from bridge.providers.base import (
     classify_http_failure,
     constant_time_equal,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -125,10 +126,7 @@ class BandwidthProvider(Provider):
         }
         data = json.dumps(body, ensure_ascii=False).encode()
         async with self.http.post(url, data=data, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status in (200, 201, 202) and isinstance(payload, dict) and payload.get("id"):
                 return Sent(str(payload["id"]))
             return self._failure(resp.status, payload, resp.headers)

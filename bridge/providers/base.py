@@ -162,6 +162,32 @@ def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
     return hmac.compare_digest(a_bytes, b_bytes)
 
 
+async def response_json(resp: aiohttp.ClientResponse) -> Any:
+    """A carrier's answer as parsed JSON, or None when it is not JSON (an HTML error page)."""
+    try:
+        return await resp.json(content_type=None)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def first_error(payload: object) -> Mapping[str, Any] | None:
+    """The first entry of a JSON:API ``{"errors": [{...}]}`` answer, if there is one."""
+    errors = payload.get("errors") if isinstance(payload, Mapping) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return first if isinstance(first, Mapping) else None
+
+
+def carrier_failure(status: int, headers: Mapping[str, str], carrier: str, message: str,
+                    code: object = None) -> SendFailed:
+    """The shared HTTP rule (``classify_http_failure``), reported with the carrier's own error
+    code when it gave one ("Twilio error 21211: ..."), which opt-out codes are matched on."""
+    failure = classify_http_failure(status, message or "no error message", headers)
+    if code in (None, ""):
+        return failure
+    return SendFailed(f"{carrier} error {code}: {message}"[:500], retryable=failure.retryable,
+                      retry_after=failure.retry_after, code=str(code))
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None

@@ -56,6 +56,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -129,10 +130,7 @@ class CommioProvider(Provider):
             form = aiohttp.FormData(fields, default_to_multipart=True)
             request = self.http.post(url, data=form, headers=headers)
         async with request as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if 200 <= resp.status < 300:
                 guid = data.get("guid")

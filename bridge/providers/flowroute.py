@@ -57,9 +57,12 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     basic_auth,
+    carrier_failure,
     classify_http_failure,
+    first_error,
     json_object,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -126,10 +129,7 @@ class FlowrouteProvider(Provider):
         data = json.dumps(body, ensure_ascii=False).encode()
         async with self.http.post(f"{self.api_base}/v2.2/messages", data=data,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             record = payload.get("data") if isinstance(payload, dict) else None
             if resp.status in (200, 201, 202) and isinstance(record, dict) and record.get("id"):
                 return Sent(str(record["id"]))
@@ -137,18 +137,11 @@ class FlowrouteProvider(Provider):
 
     @staticmethod
     def _failure(status: int, payload: object, headers) -> SendFailed:
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        first = errors[0] if isinstance(errors, list) and errors else None
-        if not isinstance(first, dict):
+        first = first_error(payload)
+        if first is None:
             return classify_http_failure(status, "no error detail", headers)
         text = ": ".join(str(first[k]) for k in ("title", "detail") if first.get(k))
-        failure = classify_http_failure(status, text or "no error detail", headers)
-        return SendFailed(
-            reason=f"Flowroute error {status}: {text}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=failure.code,
-        )
+        return carrier_failure(status, headers, "Flowroute", text or "no error detail", status)
 
     # --- webhooks ---------------------------------------------------------------------------
     # verify(): the base class checks the URL path token, which is all Flowroute allows.

@@ -71,6 +71,7 @@ from bridge.providers.base import (
     classify_http_failure,
     constant_time_equal,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -167,10 +168,7 @@ class PlivoProvider(Provider):
         url = f"{self.api_base}/v1/Account/{cfg.auth_id}/Message/"
         headers = basic_auth(cfg.auth_id, reveal(cfg.auth_token))
         async with self.http.post(url, json=body, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except (ValueError, UnicodeDecodeError):
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if resp.status in (200, 201, 202):
                 uuids = data.get("message_uuid")

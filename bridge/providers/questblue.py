@@ -57,6 +57,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -100,10 +101,7 @@ class QuestBlueProvider(Provider):
                    "Security-Key": reveal(cfg.security_key), "Accept": "application/json"}
         async with self.http.post(f"{self.api_base}/smsv2", json=body,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             body = payload if isinstance(payload, dict) else {}
             if resp.status == 200 and not body.get("error"):
                 data = body.get("data")

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
 
-from bridge.model import OutboundSms, SendFailed, SendResult, Sent
+from bridge.model import OutboundSms, SendResult, Sent
 from bridge.providers.base import (
     Part,
     Provider,
@@ -51,8 +51,8 @@ from bridge.providers.base import (
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
-    classify_http_failure,
     constant_time_equal,
+    response_json,
 )
 from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
 from bridge.secrets import Secret, reveal
@@ -116,6 +116,7 @@ class SignalWireProvider(TwilioProvider):
     text_limit = TextLimit(1600)
     max_media_per_part = 10
     media_hosts: ClassVar[frozenset[str]] = frozenset()  # only the Space host (api_base)
+    carrier_name = "SignalWire"
     config: SignalWireConfig  # type: ignore[assignment]
 
     @property
@@ -145,31 +146,10 @@ class SignalWireProvider(TwilioProvider):
         url = f"{self.api_base}/api/laml/2010-04-01/Accounts/{cfg.project_id}/Messages.json"
         headers = {**basic_auth(*self._api_credentials()), "Accept": "application/json"}
         async with self.http.post(url, data=form, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status") or "") or None)
             return self._failure(resp.status, payload, resp.headers)
-
-    @staticmethod
-    def _failure(status: int, payload: object, headers) -> SendFailed:
-        body: Any = payload if isinstance(payload, dict) else {}
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            body = errors[0]  # the newer SignalWire REST error shape
-        message = str(body.get("message") or body.get("detail") or body.get("title") or "")
-        failure = classify_http_failure(status, message or "no error message", headers)
-        code = body.get("code")
-        if code in (None, ""):
-            return failure
-        return SendFailed(
-            reason=f"SignalWire error {code}: {message}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=str(code),
-        )
 
     # --- webhooks ---------------------------------------------------------------------------
 

@@ -63,9 +63,10 @@ from bridge.providers.base import (
     WebhookRequest,
     WebhookUnauthorized,
     bearer_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -167,10 +168,7 @@ class SinchProvider(Provider):
         url = f"{self.api_base}/xms/v1/{cfg.service_plan_id}/batches"
         async with self.http.post(url, json=body,
                                   headers=bearer_auth(reveal(cfg.api_token))) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except (ValueError, UnicodeDecodeError):
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if resp.status in (200, 201) and isinstance(data.get("id"), str) and data["id"]:
                 return Sent(data["id"])
@@ -180,13 +178,9 @@ class SinchProvider(Provider):
     def _failure(status: int, data: dict[str, Any], headers) -> SendFailed:
         if 200 <= status < 300:
             return SendFailed("Sinch answered without a batch id", retryable=True)
-        text = str(data.get("text") or "no error message")
-        failure = classify_http_failure(status, text, headers)
-        code = data.get("code")
-        if isinstance(code, str) and code:
-            return SendFailed(f"Sinch error {code}: {text}"[:500], retryable=failure.retryable,
-                              retry_after=failure.retry_after, code=code)
-        return failure
+        code, text = data.get("code"), str(data.get("text") or "no error message")
+        return carrier_failure(status, headers, "Sinch", text,
+                               code if isinstance(code, str) else None)
 
     # --- webhooks ---------------------------------------------------------------------------
 

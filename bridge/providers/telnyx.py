@@ -64,9 +64,12 @@ from bridge.providers.base import (
     WebhookRequest,
     WebhookUnauthorized,
     bearer_auth,
+    carrier_failure,
     classify_http_failure,
+    first_error,
     json_object,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -182,10 +185,7 @@ class TelnyxProvider(Provider):
         }
         async with self.http.post(f"{self.api_base}/messages", data=data,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             record = payload.get("data") if isinstance(payload, dict) else None
             if resp.status in (200, 201, 202) and isinstance(record, dict) and record.get("id"):
                 status = ""
@@ -197,21 +197,12 @@ class TelnyxProvider(Provider):
 
     @staticmethod
     def _failure(status: int, payload: object, headers) -> SendFailed:
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        first = errors[0] if isinstance(errors, list) and errors else None
-        if not isinstance(first, dict):
+        first = first_error(payload)
+        if first is None:
             return classify_http_failure(status, "no error detail", headers)
         text = ": ".join(str(first[k]) for k in ("title", "detail") if first.get(k))
-        failure = classify_http_failure(status, text or "no error detail", headers)
-        code = first.get("code")
-        if code in (None, ""):
-            return failure
-        return SendFailed(
-            reason=f"Telnyx error {code}: {text}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=str(code),
-        )
+        return carrier_failure(status, headers, "Telnyx", text or "no error detail",
+                               first.get("code"))
 
     # --- webhooks ---------------------------------------------------------------------------
 

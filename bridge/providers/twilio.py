@@ -21,7 +21,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import Field
@@ -48,9 +48,11 @@ from bridge.providers.base import (
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
+    first_error,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -109,6 +111,7 @@ class TwilioProvider(Provider):
     max_media_per_part = 10
     # Hosts (besides api_base's) whose media URLs get the API credentials.
     media_hosts: ClassVar[frozenset[str]] = frozenset({"api.twilio.com"})
+    carrier_name: ClassVar[str] = "Twilio"  # in error reasons
     config: TwilioConfig
 
     async def _send_part(self, msg: OutboundSms, part: Part, index: int,
@@ -127,10 +130,7 @@ class TwilioProvider(Provider):
         user, password = self._api_credentials()
         url = f"{self.api_base}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
         async with self.http.post(url, data=form, headers=basic_auth(user, password)) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = {}
+            payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status", "")))
             return self._failure(resp.status, payload, resp.headers)
@@ -151,20 +151,12 @@ class TwilioProvider(Provider):
             headers = basic_auth(*self._api_credentials())
         return await self.download(url, headers=headers, max_bytes=max_bytes)
 
-    @staticmethod
-    def _failure(status: int, payload: object, headers) -> SendFailed:
-        body = payload if isinstance(payload, dict) else {}
+    @classmethod
+    def _failure(cls, status: int, payload: object, headers) -> SendFailed:
+        # Twilio's {"code", "message"}; also RFC 9457 problems and {"errors": [...]}
+        body: Any = first_error(payload) or (payload if isinstance(payload, dict) else {})
         message = str(body.get("message") or body.get("detail") or body.get("title") or "")
-        failure = classify_http_failure(status, message or "no error message", headers)
-        code = body.get("code")
-        if code is not None:
-            return SendFailed(
-                reason=f"Twilio error {code}: {message}"[:500],
-                retryable=failure.retryable,
-                retry_after=failure.retry_after,
-                code=str(code),
-            )
-        return failure
+        return carrier_failure(status, headers, cls.carrier_name, message, body.get("code"))
 
     def verify(self, req: WebhookRequest) -> None:
         super().verify(req)

@@ -52,6 +52,7 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -101,10 +102,7 @@ class VoiceMeUpProvider(Provider):
         form = [("username", cfg.username), ("auth_token", reveal(cfg.auth_token)), *fields]
         async with self.http.post(self.api_base + QUEUE_SMS_PATH, data=form,
                                   headers={"Accept": "application/json"}) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if not 200 <= resp.status < 300:
                 return classify_http_failure(resp.status, resp.reason or "", resp.headers)
         details = payload.get("response_details") if isinstance(payload, dict) else None

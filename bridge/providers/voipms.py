@@ -71,6 +71,7 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -145,10 +146,7 @@ class VoipmsProvider(Provider):
         else:
             request = self.http.post(url, data=fields)
         async with request as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status != 200:
                 return classify_http_failure(resp.status, resp.reason or "", resp.headers)
         if not isinstance(payload, dict):

@@ -106,10 +106,10 @@ from bridge.providers.base import (
     WebhookUnauthorized,
     basic_auth,
     bearer_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
     require,
-    retry_after_seconds,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -301,7 +301,7 @@ class VonageProvider(Provider):
             headers = basic_auth(cfg.api_key, reveal(cfg.api_secret))
         url = f"{self.api_base}/sms/json"
         async with self.http.post(url, data=form, headers=headers) as resp:
-            payload = await self._json(resp)
+            payload = await response_json(resp)
             if resp.status != 200:
                 return self._problem_failure(resp.status, payload, resp.headers)
         parts = payload.get("messages") if isinstance(payload, dict) else None
@@ -354,7 +354,7 @@ class VonageProvider(Provider):
     async def _post_message(self, body: dict[str, Any], headers: dict[str, str]) -> SendResult:
         async with self.http.post(f"{self.api_base}/v1/messages", json=body,
                                   headers=headers) as resp:
-            payload = await self._json(resp)
+            payload = await response_json(resp)
             if resp.status in (200, 202) and isinstance(payload, dict) \
                     and payload.get("message_uuid"):
                 return Sent(str(payload["message_uuid"]))
@@ -381,26 +381,14 @@ class VonageProvider(Provider):
         return bearer_auth(self._jwt)
 
     @staticmethod
-    async def _json(resp) -> Any:
-        try:
-            return await resp.json(content_type=None)
-        except (ValueError, UnicodeDecodeError):
-            return None
-
-    @staticmethod
     def _problem_failure(status: int, payload: Any, headers) -> SendFailed:
         body = payload if isinstance(payload, dict) else {}
         title = str(body.get("title") or body.get("error_title") or "")
         detail = str(body.get("detail") or body.get("error-text") or "")
         message = ": ".join(x for x in (title, detail) if x) or "no error message"
-        failure = classify_http_failure(status, message, headers)
-        kind = str(body.get("type") or "")
-        if "#" in kind:  # e.g. https://developer.vonage.com/api-errors/messages#1120
-            return SendFailed(f"Vonage error {kind.rsplit('#', 1)[1]}: {message}"[:500],
-                              retryable=failure.retryable,
-                              retry_after=retry_after_seconds(headers.get("Retry-After")),
-                              code=kind.rsplit("#", 1)[1] or str(status))
-        return failure
+        kind = str(body.get("type") or "")  # https://developer.vonage.com/api-errors/messages#1120
+        code = (kind.rsplit("#", 1)[1] or str(status)) if "#" in kind else None
+        return carrier_failure(status, headers, "Vonage", message, code)
 
     # --- webhooks ---------------------------------------------------------------------------
 

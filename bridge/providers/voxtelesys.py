@@ -54,6 +54,7 @@ from bridge.providers.base import (
     WebhookRequest,
     bearer_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -90,10 +91,7 @@ class VoxtelesysProvider(Provider):
             body["media"] = [m.url for m in msg.media]
         async with self.http.post(f"{self.api_base}/sms", json=body,
                                   headers=bearer_auth(reveal(cfg.api_key))) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if 200 <= resp.status < 300:
                 carrier_id = _first_str(data, "id", "batch_id", "message_id")

@@ -49,6 +49,7 @@ from bridge.providers.base import (
     WebhookRequest,
     bearer_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -96,10 +97,7 @@ class WavixProvider(Provider):
             body["validity"] = cfg.validity_seconds
         url = f"{self.api_base}/v3/messages"
         async with self.http.post(url, json=body, headers=bearer_auth(reveal(cfg.api_key))) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if 200 <= resp.status < 300:
                 if isinstance(payload, dict) and payload.get("message_id"):
                     return Sent(str(payload["message_id"]), detail=str(payload.get("status", "")))
