@@ -58,7 +58,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
     Part,
     Provider,
@@ -207,12 +207,6 @@ class PlivoProvider(Provider):
         if not any(constant_time_equal(expected, s.strip()) for s in candidates):
             raise WebhookUnauthorized("X-Plivo-Signature-V2 does not match")
 
-    def _number(self, raw: str) -> str:
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
         fields = req.form_dict()
         uuid = require(fields, "MessageUUID")
@@ -226,8 +220,8 @@ class PlivoProvider(Provider):
             if error == "000":
                 error = None
             return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
-        sender = self._number(require(fields, "From"))
-        recipient = self._number(require(fields, "To"))
+        sender = self.inbound_number(require(fields, "From"), "From")
+        recipient = self.inbound_number(require(fields, "To"), "To")
         kind = (fields.get("Type") or "sms").lower()
         if kind not in ("sms", "mms"):
             return []  # WhatsApp and the like: not ours to bridge

@@ -54,7 +54,6 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier
 from bridge.providers.base import (
     Part,
     Provider,
@@ -219,14 +218,6 @@ class SinchProvider(Provider):
         if not (sep and good_user and good_password):
             raise WebhookUnauthorized("Basic credentials do not match")
 
-    def _number(self, raw: Any) -> str:
-        if not isinstance(raw, str):
-            raise WebhookMalformed("a number is not a string")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
     @staticmethod
     def _string(value: Any, what: str) -> str:
         if not isinstance(value, str) or not value:
@@ -254,8 +245,8 @@ class SinchProvider(Provider):
     def _inbound(self, data: dict[str, Any], text: str,
                  media: tuple[MediaRef, ...]) -> InboundMessage:
         carrier_id = self._string(data.get("id"), "id")
-        sender = self._number(require(data, "from"))
-        recipient = self._number(require(data, "to"))
+        sender = self.inbound_number(require(data, "from"), "from")
+        recipient = self.inbound_number(require(data, "to"), "to")
         return InboundMessage(carrier_id, sender, recipient, text, media)
 
     def _inbound_media(self, data: dict[str, Any]) -> InboundMessage:

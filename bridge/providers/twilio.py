@@ -37,7 +37,6 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier
 from bridge.providers.base import (
     Part,
     Provider,
@@ -190,11 +189,8 @@ class TwilioProvider(Provider):
             if error and fields.get("ErrorMessage"):
                 error = f"{error}: {fields['ErrorMessage']}"
             return [DeliveryReport(sid, state, carrier_status=status, error=error)]
-        try:
-            sender = from_carrier(require(fields, "From"), self.config.default_region)
-            recipient = from_carrier(require(fields, "To"), self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
+        sender = self.inbound_number(require(fields, "From"), "From")
+        recipient = self.inbound_number(require(fields, "To"), "To")
         media = []
         try:
             count = min(int(fields.get("NumMedia") or 0), 10)

@@ -63,7 +63,7 @@ from bridge.model import (
     SendResult,
     Sent,
 )
-from bridge.numbers import InvalidNumber, from_carrier, national_nanp, split_text
+from bridge.numbers import InvalidNumber, national_nanp, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -188,8 +188,8 @@ class VoipmsProvider(Provider):
         carrier_id = fields.get("id", "")
         if not carrier_id:
             raise WebhookMalformed("missing 'id': is {ID} in the VoIP.ms callback URL?")
-        sender = self._number(fields.get("from", ""), "from")
-        recipient = self._number(fields.get("to", ""), "to")
+        sender = self.inbound_number(fields.get("from", ""), "from")
+        recipient = self.inbound_number(fields.get("to", ""), "to")
         raw_media = fields.get("media") or fields.get("files") or ""
         media = tuple(
             MediaRef(u) for u in (p.strip() for p in raw_media.replace(" ", ",").split(","))
@@ -213,21 +213,13 @@ class VoipmsProvider(Provider):
         carrier_id = payload.get("id") or data.get("id")
         if not isinstance(carrier_id, str | int) or not str(carrier_id):
             raise WebhookMalformed("missing message id")
-        sender = self._number(_phone_of(payload.get("from")), "from")
-        recipient = self._number(_phone_of(payload.get("to")), "to")
+        sender = self.inbound_number(_phone_of(payload.get("from")), "from")
+        recipient = self.inbound_number(_phone_of(payload.get("to")), "to")
         text = payload.get("text") or ""
         if not isinstance(text, str):
             raise WebhookMalformed("'text' must be a string")
         return [InboundMessage(str(carrier_id), sender, recipient, text,
                                _media_of(payload.get("media")))]
-
-    def _number(self, raw: str, what: str) -> str:
-        if not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
 
     def answer(self, events: Sequence[InboundEvent]) -> WebhookAnswer:
         return WebhookAnswer(200, "ok", "text/plain")

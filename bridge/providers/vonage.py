@@ -95,7 +95,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier, segments
+from bridge.numbers import digits, segments
 from bridge.providers.base import (
     Part,
     Provider,
@@ -250,6 +250,7 @@ class VonageProvider(Provider):
     # own name, since SMS API *send* status 9 means something else (partner quota).
     opt_out_codes = frozenset({OPTED_OUT})
     max_media_per_part = 1  # Messages API: one media item per MMS message
+    numbers_may_be_integers = True  # JSON webhooks may carry msisdn/to as numbers
     config: VonageConfig
 
     def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
@@ -455,14 +456,6 @@ class VonageProvider(Provider):
             return self._parse_messages_api(params)
         return self._parse_sms_api(params)
 
-    def _number(self, raw: Any) -> str:
-        if not isinstance(raw, str | int) or isinstance(raw, bool):
-            raise WebhookMalformed("a number is not a string")
-        try:
-            return from_carrier(str(raw), self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
     @staticmethod
     def _id(value: Any, what: str) -> str:
         if not isinstance(value, str | int) or isinstance(value, bool):
@@ -493,8 +486,8 @@ class VonageProvider(Provider):
         kind = self._text(params.get("type"), "type").lower()
         if kind == "binary":
             return []  # ringtones, WAP push and the like: nothing a phone user can read
-        sender = self._number(require(params, "msisdn"))
-        recipient = self._number(require(params, "to"))
+        sender = self.inbound_number(require(params, "msisdn"), "msisdn")
+        recipient = self.inbound_number(require(params, "to"), "to")
         text = self._text(params.get("text"), "text")
         part = None
         if str(params.get("concat", "")).lower() == "true" or "concat-ref" in params:
@@ -530,8 +523,8 @@ class VonageProvider(Provider):
             sender = sender.get("number")
         if isinstance(recipient, dict):
             recipient = recipient.get("number")
-        sender_e164 = self._number(require({"from": sender}, "from"))
-        recipient_e164 = self._number(require({"to": recipient}, "to"))
+        sender_e164 = self.inbound_number(sender, "from")
+        recipient_e164 = self.inbound_number(recipient, "to")
         kind = self._text(data.get("message_type"), "message_type").lower()
         text = self._text(data.get("text"), "text")
         media: list[MediaRef] = []

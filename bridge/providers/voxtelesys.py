@@ -46,7 +46,7 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -77,6 +77,7 @@ class VoxtelesysProvider(Provider):
     webhook_auth = "a secret token in the webhook URL path (Voxtelesys signs nothing)"
     requires_webhook_token = True
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    numbers_may_be_integers = True
     config: VoxtelesysConfig
 
     async def _send(self, msg: OutboundSms) -> SendResult:
@@ -116,8 +117,8 @@ class VoxtelesysProvider(Provider):
             if isinstance(kind, str):
                 return []  # an event type the bridge does not act on
             raise WebhookMalformed("missing or invalid 'type'")
-        sender = self._parse_number(data.get("from"), "from")
-        recipient = self._parse_number(data.get("to"), "to")
+        sender = self.inbound_number(_first(data.get("from")), "from")
+        recipient = self.inbound_number(_first(data.get("to")), "to")
         text = data.get("body") or ""
         if not isinstance(text, str):
             raise WebhookMalformed("'body' must be a string")
@@ -149,17 +150,13 @@ class VoxtelesysProvider(Provider):
         return [DeliveryReport(i, state, carrier_status=status.lower(), error=error)
                 for i in dict.fromkeys(ids)]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, list):
-            raw = raw[0] if raw else None
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
+
+
+def _first(value: Any) -> Any:
+    """A batch's ``to`` is a list: its first number."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def _first_str(data: dict[str, Any], *keys: str) -> str | None:
