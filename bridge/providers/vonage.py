@@ -1,5 +1,8 @@
 """Vonage (formerly Nexmo): the SMS API by default, or Messages API v1 with ``api = "messages"``.
 
+One config type (``type = "vonage"``), two provider classes: ``VonageSmsProvider`` and
+``VonageMessagesProvider``; building a ``VonageProvider`` gives the one ``api`` names.
+
 Facts and sources (see also shared providers.md §5):
 
 SMS API (``api = "sms"``)
@@ -242,43 +245,85 @@ def _mms_type(media: MediaRef) -> str:
 
 
 class VonageProvider(Provider):
+    """``type = "vonage"``: what both Vonage APIs share. ``api`` in the config picks the class
+    that is built, ``VonageSmsProvider`` or ``VonageMessagesProvider`` (as ``pathlib.Path``
+    picks its flavour), so existing configs keep working unchanged."""
+
     Config = VonageConfig
     default_api_base = "https://rest.nexmo.com"
     webhook_auth = ("SMS API 'sig' parameter or Messages API HS256 JWT, keyed with the "
                     "signature secret (a webhook_token when no signature secret is set)")
-    # Delivery receipts: err-code 9 means the recipient opted out. It is reported under its
-    # own name, since SMS API *send* status 9 means something else (partner quota).
-    opt_out_codes = frozenset({OPTED_OUT})
-    max_media_per_part = 1  # Messages API: one media item per MMS message
     numbers_may_be_integers = True  # JSON webhooks may carry msisdn/to as numbers
     config: VonageConfig
 
-    def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
-        super().__init__(config, public_url)
-        self._jwt: str | None = None
-        self._jwt_expires = 0.0
+    def __new__(cls, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080"
+                ) -> VonageProvider:
+        chosen: type[VonageProvider] = cls
+        if cls is VonageProvider:
+            assert isinstance(config, VonageConfig)
+            chosen = VonageMessagesProvider if config.api == "messages" else VonageSmsProvider
+        return super().__new__(chosen)
 
-    @property
-    def api_base(self) -> str:
-        if self.config.api_base is not None:
-            return str(self.config.api_base).rstrip("/")
-        return "https://api.nexmo.com" if self.config.api == "messages" else self.default_api_base
+    @staticmethod
+    def _problem_failure(status: int, payload: Any, headers) -> SendFailed:
+        body = payload if isinstance(payload, dict) else {}
+        title = str(body.get("title") or body.get("error_title") or "")
+        detail = str(body.get("detail") or body.get("error-text") or "")
+        message = ": ".join(x for x in (title, detail) if x) or "no error message"
+        kind = str(body.get("type") or "")  # https://developer.vonage.com/api-errors/messages#1120
+        code = (kind.rsplit("#", 1)[1] or str(status)) if "#" in kind else None
+        return carrier_failure(status, headers, "Vonage", message, code)
 
-    # --- sending ----------------------------------------------------------------------------
+    def _params(self, req: WebhookRequest) -> dict[str, Any]:
+        if req.method != "GET" and req.content_type == "application/json":
+            data = req.json()
+            if not isinstance(data, dict):
+                raise WebhookMalformed("expected a JSON object")
+            return data
+        return req.form_dict()
 
-    def max_chars(self, text: str) -> int | None:
-        # The SMS API splits long texts itself; the Messages API refuses over 1,000.
-        return MESSAGES_TEXT_LIMIT.of(text) if self.config.api == "messages" else None
+    def verify(self, req: WebhookRequest) -> None:
+        super().verify(req)
+        secret = reveal(self.config.signature_secret)
+        if secret:  # otherwise the URL token checked above is the authentication
+            self._verify_signed(req, secret)
+
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
+        raise NotImplementedError
+
+    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
+        return self._parse(self._params(req))
+
+    def _parse(self, params: dict[str, Any]) -> list[InboundEvent]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _id(value: Any, what: str) -> str:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise WebhookMalformed(f"{what} is not a string")
+        return str(value)
+
+    @staticmethod
+    def _text(value: Any, what: str) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise WebhookMalformed(f"{what} is not a string")
+        return value
+
+
+class VonageSmsProvider(VonageProvider):
+    """The SMS API (``api = "sms"``, the default)."""
+
+    supports_mms = False  # the core sends links instead
+    # Delivery receipts: err-code 9 means the recipient opted out. It is reported under its
+    # own name, since SMS API *send* status 9 means something else (partner quota).
+    opt_out_codes = frozenset({OPTED_OUT})
 
     async def _send(self, msg: OutboundSms) -> SendResult:
-        if self.config.api == "messages":
-            return await self._send_messages_api(msg)
         if msg.media:
             return SendFailed("the Vonage SMS API cannot send MMS; set api = \"messages\"",
                               retryable=False, code="mms-unsupported")
-        return await self._send_sms_api(msg)
-
-    async def _send_sms_api(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         form: dict[str, str] = {
             "from": msg.sender_id or digits(msg.from_number),
@@ -326,7 +371,68 @@ class VonageProvider(Provider):
                           f"Vonage error {status}: {text}"[:500], retryable=False,
                           code=status or None, accepted_parts=tuple(ids))
 
-    async def _send_messages_api(self, msg: OutboundSms) -> SendResult:
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
+        try:
+            params = self._params(req)
+        except WebhookMalformed:
+            raise WebhookUnauthorized("cannot read the signed parameters") from None
+        signature = params.get("sig")
+        if not isinstance(signature, str) or not signature:
+            raise WebhookUnauthorized("sig parameter missing")
+        expected = vonage_sms_signature(params, secret, self.config.signature_method)
+        if not constant_time_equal(expected, signature.lower()):
+            raise WebhookUnauthorized("sig does not match")
+        try:
+            stamp = float(params.get("timestamp"))
+        except (TypeError, ValueError):
+            raise WebhookUnauthorized("signed request without a timestamp") from None
+        tolerance = self.config.webhook_tolerance_seconds
+        if not -tolerance <= req.received_at - stamp <= RETRY_WINDOW_SECONDS + tolerance:
+            raise WebhookUnauthorized("signed request is outside the timestamp window")
+
+    def _parse(self, params: dict[str, Any]) -> list[InboundEvent]:
+        carrier_id = self._id(require(params, "messageId"), "messageId")
+        if "status" in params:  # a delivery receipt
+            status = self._text(params.get("status"), "status").lower()
+            state = SMS_STATUS_MAP.get(status)
+            if state is None:
+                return []
+            error = None
+            code = str(params.get("err-code") or "0")
+            if code != "0":
+                error = (f"{OPTED_OUT}: err-code 9" if code == "9" and state is State.FAILED
+                         else code)
+            return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
+        kind = self._text(params.get("type"), "type").lower()
+        if kind == "binary":
+            return []  # ringtones, WAP push and the like: nothing a phone user can read
+        sender = self.inbound_number(require(params, "msisdn"), "msisdn")
+        recipient = self.inbound_number(require(params, "to"), "to")
+        text = self._text(params.get("text"), "text")
+        part = None
+        if str(params.get("concat", "")).lower() == "true" or "concat-ref" in params:
+            try:
+                part = PartInfo(str(require(params, "concat-ref")),
+                                int(require(params, "concat-part")),
+                                int(require(params, "concat-total")))
+            except (TypeError, ValueError):
+                raise WebhookMalformed("bad concat-ref/concat-part/concat-total") from None
+        return [InboundMessage(carrier_id, sender, recipient, text, (), part)]
+
+
+class VonageMessagesProvider(VonageProvider):
+    """Messages API v1 (``api = "messages"``)."""
+
+    default_api_base = "https://api.nexmo.com"
+    text_limit = MESSAGES_TEXT_LIMIT  # the SMS API splits long texts itself
+    max_media_per_part = 1  # one media item per MMS message
+
+    def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
+        super().__init__(config, public_url)
+        self._jwt: str | None = None
+        self._jwt_expires = 0.0
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         headers = self._messages_auth()
         if isinstance(headers, SendFailed):
@@ -381,53 +487,7 @@ class VonageProvider(Provider):
             self._jwt, self._jwt_expires = token, iat + 900.0
         return bearer_auth(self._jwt)
 
-    @staticmethod
-    def _problem_failure(status: int, payload: Any, headers) -> SendFailed:
-        body = payload if isinstance(payload, dict) else {}
-        title = str(body.get("title") or body.get("error_title") or "")
-        detail = str(body.get("detail") or body.get("error-text") or "")
-        message = ": ".join(x for x in (title, detail) if x) or "no error message"
-        kind = str(body.get("type") or "")  # https://developer.vonage.com/api-errors/messages#1120
-        code = (kind.rsplit("#", 1)[1] or str(status)) if "#" in kind else None
-        return carrier_failure(status, headers, "Vonage", message, code)
-
-    # --- webhooks ---------------------------------------------------------------------------
-
-    def _params(self, req: WebhookRequest) -> dict[str, Any]:
-        if req.method != "GET" and req.content_type == "application/json":
-            data = req.json()
-            if not isinstance(data, dict):
-                raise WebhookMalformed("expected a JSON object")
-            return data
-        return req.form_dict()
-
-    def verify(self, req: WebhookRequest) -> None:
-        super().verify(req)
-        secret = reveal(self.config.signature_secret)
-        if not secret:
-            return  # the URL token checked above is the authentication
-        if self.config.api == "messages":
-            self._verify_jwt(req, secret)
-            return
-        try:
-            params = self._params(req)
-        except WebhookMalformed:
-            raise WebhookUnauthorized("cannot read the signed parameters") from None
-        signature = params.get("sig")
-        if not isinstance(signature, str) or not signature:
-            raise WebhookUnauthorized("sig parameter missing")
-        expected = vonage_sms_signature(params, secret, self.config.signature_method)
-        if not constant_time_equal(expected, signature.lower()):
-            raise WebhookUnauthorized("sig does not match")
-        try:
-            stamp = float(params.get("timestamp"))
-        except (TypeError, ValueError):
-            raise WebhookUnauthorized("signed request without a timestamp") from None
-        tolerance = self.config.webhook_tolerance_seconds
-        if not -tolerance <= req.received_at - stamp <= RETRY_WINDOW_SECONDS + tolerance:
-            raise WebhookUnauthorized("signed request is outside the timestamp window")
-
-    def _verify_jwt(self, req: WebhookRequest, secret: str) -> None:
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
         auth = req.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -450,56 +510,7 @@ class VonageProvider(Provider):
         if isinstance(exp, int | float) and req.received_at > exp + 30:
             raise WebhookUnauthorized("JWT has expired")
 
-    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
-        params = self._params(req)
-        if self.config.api == "messages":
-            return self._parse_messages_api(params)
-        return self._parse_sms_api(params)
-
-    @staticmethod
-    def _id(value: Any, what: str) -> str:
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise WebhookMalformed(f"{what} is not a string")
-        return str(value)
-
-    @staticmethod
-    def _text(value: Any, what: str) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise WebhookMalformed(f"{what} is not a string")
-        return value
-
-    def _parse_sms_api(self, params: dict[str, Any]) -> list[InboundEvent]:
-        carrier_id = self._id(require(params, "messageId"), "messageId")
-        if "status" in params:  # a delivery receipt
-            status = self._text(params.get("status"), "status").lower()
-            state = SMS_STATUS_MAP.get(status)
-            if state is None:
-                return []
-            error = None
-            code = str(params.get("err-code") or "0")
-            if code != "0":
-                error = (f"{OPTED_OUT}: err-code 9" if code == "9" and state is State.FAILED
-                         else code)
-            return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
-        kind = self._text(params.get("type"), "type").lower()
-        if kind == "binary":
-            return []  # ringtones, WAP push and the like: nothing a phone user can read
-        sender = self.inbound_number(require(params, "msisdn"), "msisdn")
-        recipient = self.inbound_number(require(params, "to"), "to")
-        text = self._text(params.get("text"), "text")
-        part = None
-        if str(params.get("concat", "")).lower() == "true" or "concat-ref" in params:
-            try:
-                part = PartInfo(str(require(params, "concat-ref")),
-                                int(require(params, "concat-part")),
-                                int(require(params, "concat-total")))
-            except (TypeError, ValueError):
-                raise WebhookMalformed("bad concat-ref/concat-part/concat-total") from None
-        return [InboundMessage(carrier_id, sender, recipient, text, (), part)]
-
-    def _parse_messages_api(self, data: dict[str, Any]) -> list[InboundEvent]:
+    def _parse(self, data: dict[str, Any]) -> list[InboundEvent]:
         carrier_id = self._id(require(data, "message_uuid"), "message_uuid")
         if "status" in data:
             status = self._text(data.get("status"), "status").lower()

@@ -351,6 +351,14 @@ def test_delivery_receipts_parse(status, err, expected):
     assert provider.parse(req) == ([expected] if expected else [])
 
 
+@pytest.mark.parametrize(("api", "cls"), [("sms", "VonageSmsProvider"),
+                                          ("messages", "VonageMessagesProvider")])
+def test_one_config_type_two_provider_classes(api, cls):
+    provider = make_provider(api=api)
+    assert type(provider).__name__ == cls and isinstance(provider, VonageProvider)
+    assert provider.supports_mms is (api == "messages")
+
+
 def test_opted_out_receipt_is_an_opt_out_code():
     """err-code 9 on a receipt (Vonage's opt-out guide) must reach the core as an opt-out."""
     from bridge.core import _error_code
