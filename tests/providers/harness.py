@@ -1,106 +1,110 @@
-"""One table of carriers for the tests every carrier must pass the same way.
+"""The carrier test harness: one table row per carrier, and the contract every row must pass.
 
-Each ``Carrier`` row says how to build the adapter against a local ``CarrierServer``, what the
-carrier answers when it accepts or refuses one API call (its documented bodies), and where a
-recorded request carries the text. Tests parametrize over ``SPLITTING`` instead of each carrier
-module repeating them.
+A ``Carrier`` row holds what a test needs to build the adapter (its class and the fields of a
+working config), a text it can send, and the carrier's documented refusals with how each must
+be classified. ``tests/providers/carriers.py`` holds the rows; ``test_contract.py`` runs the
+shared checks over all of them (classification, timeouts, secrets kept out of reasons), and each
+carrier's own test module builds its adapter with ``CARRIER.make`` and tests what is particular
+to that carrier. ``Split`` adds what the multi-part tests (``test_parts.py``) need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from bridge.providers.bandwidth import BandwidthConfig, BandwidthProvider
+from pydantic import BaseModel, SecretStr
+
+from bridge.model import OutboundSms, SendResult
 from bridge.providers.base import Provider
-from bridge.providers.plivo import PlivoConfig, PlivoProvider
-from bridge.providers.signalwire import SignalWireConfig, SignalWireProvider
-from bridge.providers.twilio import TwilioConfig, TwilioProvider
-from bridge.providers.vonage import VonageConfig, VonageProvider
-from tests.carrier_server import CannedResponse, RecordedRequest
+from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest, send_once
 
 PUBLIC = "https://bridge.example.com"
-PROJECT = "ea108133-d6b3-407c-9536-9fad8a929a6a"
 
 
 @dataclass(frozen=True)
-class Carrier:
-    name: str
-    make: Callable[[str], Provider]  # api_base -> adapter
-    accepted: Callable[[str], CannedResponse]  # carrier id -> the carrier's success answer
+class Refusal:
+    """A documented error answer and how the adapter must classify it."""
+
+    status: int
+    body: Any
+    retryable: bool
+    code: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # expected; default: the Retry-After header's value
+    says: str | None = None  # text the reason must carry
+
+    def expected_retry_after(self) -> float | None:
+        if self.retry_after is not None:
+            return self.retry_after
+        value = self.headers.get("Retry-After")
+        return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Split:
+    """What the multi-part tests need: the carrier's answers and where a request's text is."""
+
+    accepted: Callable[[str], CannedResponse]  # carrier id -> its success answer
     refused: CannedResponse  # a permanent refusal of one call
     busy: CannedResponse  # a refusal worth retrying
     text_of: Callable[[RecordedRequest], str]
     limit: int  # characters of GSM-7 text one call may carry
 
+
+@dataclass(frozen=True)
+class Carrier:
+    cls: type[Provider]
+    name: str  # the config name ([[providers]] name)
+    fields: Mapping[str, Any]  # a working config, without name/type/api_base
+    api_base: str | None  # the carrier's own API base (None: the adapter's default)
+    msg: OutboundSms  # a text this carrier can send
+    refusals: tuple[Refusal, ...] = ()
+    split: Split | None = None
+    type: str = ""  # the config type, when it differs from the class's only literal
+    label: str = ""  # the name in test ids, when one class has two rows
+
     def __str__(self) -> str:
-        return self.name
+        return self.label or self.type_name
+
+    @property
+    def type_name(self) -> str:
+        return self.type or self.cls.Config.model_fields["type"].annotation.__args__[0]
+
+    def make(self, api_base: str | None = None, **extra: Any) -> Provider:
+        """The adapter, pointed at ``api_base`` (a local CarrierServer) or the real API;
+        ``extra`` overrides config fields (None removes one)."""
+        fields = {"timeout_seconds": 1, **self.fields, **extra,
+                  "api_base": api_base or self.api_base}
+        config = self.cls.Config.model_validate(
+            {"name": self.name, "type": self.type_name,
+             **{k: v for k, v in fields.items() if v is not None}})
+        return self.cls(config, public_url=PUBLIC)
+
+    def secrets(self) -> list[str]:
+        """Every secret in the row's config (credentials must stay out of reasons)."""
+        return [s for s in _secrets(self.make().config) if len(s) >= 4]
+
+    async def send(self, msg: OutboundSms, *responses: CannedResponse,
+                   **extra: Any) -> tuple[SendResult, list[RecordedRequest]]:
+        """Send ``msg`` to a local server answering ``responses``: the result and requests."""
+        async with CarrierServer() as srv:
+            srv.respond(*responses)
+            result = await send_once(self.make(srv.url, **extra), msg)
+        return result, srv.requests
+
+    async def send_to(self, srv: CarrierServer, msg: OutboundSms, **extra: Any) -> SendResult:
+        return await send_once(self.make(srv.url, **extra), msg)
 
 
-def _twilio(api_base: str) -> Provider:
-    return TwilioProvider(TwilioConfig(
-        name="tw", type="twilio", account_sid="AC" + "0123456789abcdef" * 2,
-        auth_token="twilio-test-auth-token", api_base=api_base, timeout_seconds=2,
-        status_callback=False), public_url=PUBLIC)
-
-
-def _signalwire(api_base: str) -> Provider:
-    return SignalWireProvider(SignalWireConfig(
-        name="sw", type="signalwire", space="example", project_id=PROJECT,
-        api_token="PTda745eb0123456789abcdef", signing_key="PSKtest1234567890abcdef",
-        api_base=api_base, timeout_seconds=2, status_callback=False), public_url=PUBLIC)
-
-
-def _plivo(api_base: str) -> Provider:
-    return PlivoProvider(PlivoConfig(
-        name="pl", type="plivo", auth_id="MAXXXXXXXXXXXXXXXXXX", auth_token="plivo-test-token",
-        api_base=api_base, timeout_seconds=2), public_url=PUBLIC)
-
-
-def _vonage_messages(api_base: str) -> Provider:
-    return VonageProvider(VonageConfig(
-        name="vg", type="vonage", api="messages", api_key="abcd1234",
-        api_secret="vonage-api-secret-0", signature_secret="vonage-signature-secret-32-bytes",
-        api_base=api_base, timeout_seconds=2, status_callback=False), public_url=PUBLIC)
-
-
-def _bandwidth(api_base: str) -> Provider:
-    return BandwidthProvider(BandwidthConfig(
-        name="bw", type="bandwidth", account_id="9900000",
-        application_id="93de2206-9669-4e07-948d-329f4b722ee2", username="api-user",
-        password="bandwidth-api-password", webhook_username="bw-callbacks",
-        webhook_password="callback-password", api_base=api_base, timeout_seconds=2),
-        public_url=PUBLIC)
-
-
-def _form_body(req: RecordedRequest) -> str:
-    return dict(req.form())["Body"]
-
-
-_TWILIO_REFUSED = CannedResponse(400, {"code": 21211, "message": "Invalid 'To' Phone Number",
-                                       "status": 400})
-_TWILIO_BUSY = CannedResponse(503, {"code": 20503, "message": "Service Unavailable"})
-
-SPLITTING: list[Carrier] = [
-    Carrier("twilio", _twilio, lambda i: CannedResponse(201, {"sid": i, "status": "queued"}),
-            _TWILIO_REFUSED, _TWILIO_BUSY, _form_body, 1600),
-    Carrier("signalwire", _signalwire,
-            lambda i: CannedResponse(201, {"sid": i, "status": "queued"}),
-            _TWILIO_REFUSED, _TWILIO_BUSY, _form_body, 1600),
-    Carrier("plivo", _plivo,
-            lambda i: CannedResponse(202, {"api_id": "a1", "message": "message(s) queued",
-                                           "message_uuid": [i]}),
-            CannedResponse(400, {"api_id": "a2", "error": "invalid dst"}),
-            CannedResponse(500, {"api_id": "a3", "error": "internal error"}),
-            lambda r: r.json()["text"], 1600),
-    Carrier("vonage-messages", _vonage_messages,
-            lambda i: CannedResponse(202, {"message_uuid": i}),
-            CannedResponse(422, {"type": "https://developer.vonage.com/api-errors/messages#1150",
-                                 "title": "Invalid params", "detail": "bad to"}),
-            CannedResponse(503, {"title": "Service Unavailable"}),
-            lambda r: r.json()["text"], 1000),
-    Carrier("bandwidth", _bandwidth, lambda i: CannedResponse(202, {"id": i}),
-            CannedResponse(400, {"type": "request-validation", "description": "bad to"}),
-            CannedResponse(503, {"type": "service-unavailable", "description": "busy"}),
-            lambda r: r.json()["text"], 2048),
-]
+def _secrets(value: Any) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, BaseModel):
+        return [s for name in type(value).model_fields for s in _secrets(getattr(value, name))]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _secrets(item)]
+    return []

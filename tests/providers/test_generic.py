@@ -34,10 +34,10 @@ from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnaut
 from bridge.providers.generic import GenericConfig, GenericProvider
 from bridge.providers.twilio import EMPTY_TWIML, TwilioConfig, TwilioProvider
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.harness import PUBLIC
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "generic.example.toml"
 
-PUBLIC = "https://bridge.example.com"
 PATH_TOKEN = "p4th-t0ken-0123456789abcdef"
 SID = "AC" + "0123456789abcdef" * 2
 TW_TOKEN = "twilio-test-auth-token"

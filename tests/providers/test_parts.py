@@ -13,7 +13,8 @@ from bridge.model import OutboundSms, SendFailed, Sent
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Phone, free_port, wait_until
-from tests.providers.harness import SPLITTING, Carrier
+from tests.providers.carriers import PLIVO, SPLITTING
+from tests.providers.harness import Carrier
 from tests.test_e2e_core import stored
 
 FROM, TO = "+14155550100", "+14155550199"
@@ -25,22 +26,23 @@ def long_text(limit: int) -> str:
 
 @pytest.mark.parametrize("carrier", SPLITTING, ids=str)
 async def test_a_text_over_the_limit_goes_in_parts_within_it(carrier: Carrier):
-    text = long_text(carrier.limit)
+    text = long_text(carrier.split.limit)
     async with CarrierServer() as srv:
-        srv.respond(*(carrier.accepted(f"id-{n}") for n in range(3)))
+        srv.respond(*(carrier.split.accepted(f"id-{n}") for n in range(3)))
         result = await send_once(carrier.make(srv.url), OutboundSms(1, FROM, TO, text))
-    texts = [carrier.text_of(r) for r in srv.requests]
+    texts = [carrier.split.text_of(r) for r in srv.requests]
     assert result == Sent("id-0", "3 parts", ("id-0", "id-1", "id-2"))
-    assert len(texts) == 3 and all(len(t) <= carrier.limit for t in texts)
+    assert len(texts) == 3 and all(len(t) <= carrier.split.limit for t in texts)
     assert " ".join(texts) == text
 
 
 @pytest.mark.parametrize("carrier", SPLITTING, ids=str)
 @pytest.mark.parametrize("retryable", [True, False])
 async def test_a_refusal_part_way_names_the_parts_sent(carrier: Carrier, retryable: bool):
-    msg = OutboundSms(2, FROM, TO, long_text(carrier.limit))
+    msg = OutboundSms(2, FROM, TO, long_text(carrier.split.limit))
     async with CarrierServer() as srv:
-        srv.respond(carrier.accepted("id-0"), carrier.busy if retryable else carrier.refused)
+        split = carrier.split
+        srv.respond(split.accepted("id-0"), split.busy if retryable else split.refused)
         result = await send_once(carrier.make(srv.url), msg)
     assert isinstance(result, SendFailed) and result.retryable is retryable
     assert result.accepted_parts == ("id-0",)
@@ -49,28 +51,28 @@ async def test_a_refusal_part_way_names_the_parts_sent(carrier: Carrier, retryab
 
 @pytest.mark.parametrize("carrier", SPLITTING, ids=str)
 async def test_a_retry_sends_only_the_parts_still_missing(carrier: Carrier):
-    text = long_text(carrier.limit)
+    text = long_text(carrier.split.limit)
     msg = OutboundSms(3, FROM, TO, text, accepted_parts=("id-0",))
     async with CarrierServer() as srv:
-        srv.respond(carrier.accepted("id-1"), carrier.busy)
+        srv.respond(carrier.split.accepted("id-1"), carrier.split.busy)
         first = await send_once(carrier.make(srv.url), msg)
         assert isinstance(first, SendFailed) and first.accepted_parts == ("id-0", "id-1")
-        srv.respond(carrier.accepted("id-2"))
+        srv.respond(carrier.split.accepted("id-2"))
         second = await send_once(carrier.make(srv.url),
                                  replace(msg, accepted_parts=first.accepted_parts))
     assert second == Sent("id-0", "3 parts", ("id-0", "id-1", "id-2"))
-    sent = [carrier.text_of(r) for r in srv.requests]
+    sent = [carrier.split.text_of(r) for r in srv.requests]
     parts = [p.text for p in carrier.make(srv.url).split(msg)]
     assert sent == [parts[1], parts[2], parts[2]]  # part 1 never again
 
 
 async def test_plivo_limits_a_ucs2_text_to_737_characters():
-    (plivo,) = [c for c in SPLITTING if c.name == "plivo"]
+    plivo = PLIVO
     text = "é€ü 😀 " * 200  # UCS-2, 1,400 characters
     async with CarrierServer() as srv:
-        srv.respond(*(plivo.accepted(f"u-{n}") for n in range(3)))
+        srv.respond(*(plivo.split.accepted(f"u-{n}") for n in range(3)))
         result = await send_once(plivo.make(srv.url), OutboundSms(4, FROM, TO, text))
-    texts = [plivo.text_of(r) for r in srv.requests]
+    texts = [plivo.split.text_of(r) for r in srv.requests]
     assert isinstance(result, Sent) and len(texts) == 2
     assert all(len(t) <= 737 for t in texts)
 

@@ -27,25 +27,21 @@ from bridge.model import (
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from bridge.providers.vonage import VonageConfig, VonageProvider, vonage_sms_signature
+from bridge.providers.vonage import VonageProvider, vonage_sms_signature
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.carriers import VONAGE as CARRIER
+from tests.providers.harness import PUBLIC
 
-KEY = "abcd1234"
-SECRET = "vonage-api-secret-0"
-SIG_SECRET = "vonage-signature-secret-of-32-bytes"
+KEY = CARRIER.fields["api_key"]
+SECRET = CARRIER.fields["api_secret"]
+SIG_SECRET = CARRIER.fields["signature_secret"]
 APP_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
-PUBLIC = "https://bridge.example.com"
 SMS_OK = {"message-count": "1", "messages": [{
     "to": "447700900000", "message-id": "0A0000000123ABCD1", "status": "0",
     "remaining-balance": "3.14159265", "message-price": "0.03330000", "network": "12345"}]}
 
 
-def make_provider(api_base: str = "https://rest.nexmo.com", **extra) -> VonageProvider:
-    fields = {"api_secret": SECRET, "signature_secret": SIG_SECRET,
-              "signature_method": "sha256", "timeout_seconds": 1} | extra
-    cfg = VonageConfig(name="vg", type="vonage", api_key=KEY, api_base=api_base,
-                       **{k: v for k, v in fields.items() if v is not None})
-    return VonageProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +52,7 @@ def rsa_pem() -> tuple[str, object]:
     return pem, key.public_key()
 
 
-async def send_via(provider: VonageProvider, msg: OutboundSms):
-    return await send_once(provider, msg)
+send_via = send_once
 
 
 # --- SMS API signatures ----------------------------------------------------------------------
@@ -128,37 +123,6 @@ async def test_sms_send_signed_with_signature_secret_is_valid_for_the_sdk():
     assert auth.check_signature(form)
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (200, {"message-count": "1", "messages": [{"status": "1", "error-text": "Throttled"}]},
-         {}, True, "1"),
-        (200, {"message-count": "1", "messages": [
-            {"status": "4", "error-text": "Bad Credentials"}]}, {}, False, "4"),
-        (200, {"message-count": "1", "messages": [
-            {"status": "9", "error-text": "Partner quota exceeded"}]}, {}, False, "9"),
-        (200, {"message-count": "1", "messages": [
-            {"status": "5", "error-text": "Internal Error"}]}, {}, True, "5"),
-        (401, {"type": "https://developer.vonage.com/api-errors#unauthorized",
-               "title": "Unauthorized", "detail": "You did not provide correct credentials."},
-         {}, False, "unauthorized"),
-        (429, "Too Many Requests", {"Retry-After": "3"}, True, "429"),
-        (500, "<html>oops</html>", {}, True, "500"),
-        (200, "not json", {}, True, None),
-    ],
-)
-async def test_sms_send_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send_via(make_provider(srv.url),
-                                OutboundSms(1, "+14155550100", "+447700900000", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    if "Retry-After" in headers:
-        assert result.retry_after == 3.0
-    assert SECRET not in result.reason
-
-
 async def test_sms_send_partial_acceptance_is_a_permanent_failure_naming_the_parts_sent():
     body = {"message-count": "2", "messages": [
         {"to": "447700900000", "message-id": "0A01", "status": "0"},
@@ -171,14 +135,6 @@ async def test_sms_send_partial_acceptance_is_a_permanent_failure_naming_the_par
     assert isinstance(result, SendFailed) and not result.retryable
     assert result.accepted_parts == ("0A01",)
     assert result.reason.startswith("part 2 of 2 refused (1 sent): Vonage error 1: Throttled")
-
-
-async def test_sms_send_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(200, SMS_OK, delay=0.6))
-        result = await send_via(make_provider(srv.url, timeout_seconds=0.2),
-                                OutboundSms(1, "+14155550100", "+447700900000", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 async def test_sms_api_refuses_mms_without_calling_vonage():
@@ -227,32 +183,6 @@ async def test_messages_mms_sends_one_message_per_media_item():
                      "image": {"url": "https://cdn.example.com/a.jpg", "caption": "look"}}
     assert second["message_type"] == "video"
     assert second["video"] == {"url": "https://cdn.example.com/b.mp4"}
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (422, {"type": "https://developer.vonage.com/api-errors/messages#1150",
-               "title": "Invalid params", "detail": "The value of `to` is not valid."},
-         {}, False, "1150"),
-        (401, {"type": "https://developer.vonage.com/api-errors#unauthorized",
-               "title": "Unauthorized", "detail": "Invalid credentials"}, {}, False,
-         "unauthorized"),
-        (429, {"type": "https://developer.vonage.com/api-errors#throttled",
-               "title": "Rate Limit Hit", "detail": "Please wait"}, {"Retry-After": "2"},
-         True, "throttled"),
-        (503, "unavailable", {}, True, "503"),
-    ],
-)
-async def test_messages_send_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send_via(make_provider(srv.url, api="messages"),
-                                OutboundSms(1, "+14155550100", "+447700900000", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    if headers:
-        assert result.retry_after == 2.0
 
 
 async def test_messages_bad_private_key_fails_without_leaking_it():
