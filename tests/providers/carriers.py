@@ -49,6 +49,15 @@ def voicemeup_error(code: str, content: str = "") -> dict:
 _TWILIO_REFUSED = CannedResponse(400, {"code": 21211, "message": "Invalid 'To' Phone Number",
                                        "status": 400})
 _TWILIO_BUSY = CannedResponse(503, {"code": 20503, "message": "Service Unavailable"})
+_TWILIO_BUSY_REFUSALS = (
+    Refusal(429, {"code": 20429, "message": "Too Many Requests"}, True, "20429",
+            {"Retry-After": "3"}),
+    Refusal(500, {"code": 20500, "message": "Internal Server Error"}, True, "20500"),
+    Refusal(503, "<html>unavailable</html>", True, "503"),
+)
+# SignalWire speaks Twilio's format, with the same 1,600-character Body limit
+_TWILIO_SPLIT = Split(lambda i: CannedResponse(201, {"sid": i, "status": "queued"}),
+                      _TWILIO_REFUSED, _TWILIO_BUSY, _form_body, 1600)
 
 TWILIO = Carrier(
     TwilioProvider, "tw",
@@ -58,12 +67,8 @@ TWILIO = Carrier(
              False, "21211"),
      Refusal(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient"},
              False, "21610"),
-     Refusal(429, {"code": 20429, "message": "Too Many Requests"}, True, "20429",
-             {"Retry-After": "3"}),
-     Refusal(500, {"code": 20500, "message": "Internal Server Error"}, True, "20500"),
-     Refusal(503, "<html>unavailable</html>", True, "503")),
-    Split(lambda i: CannedResponse(201, {"sid": i, "status": "queued"}), _TWILIO_REFUSED,
-          _TWILIO_BUSY, _form_body, 1600),
+     *_TWILIO_BUSY_REFUSALS),
+    _TWILIO_SPLIT,
 )
 
 SIGNALWIRE = Carrier(
@@ -78,12 +83,8 @@ SIGNALWIRE = Carrier(
                    "status": 400}, False, "21212"),
      Refusal(401, {"errors": [{"code": "unauthorized", "message": "Unauthorized"}]}, False,
              "unauthorized"),
-     Refusal(429, {"code": 20429, "message": "Too Many Requests"}, True, "20429",
-             {"Retry-After": "3"}),
-     Refusal(500, {"code": 20500, "message": "Internal Server Error"}, True, "20500"),
-     Refusal(503, "<html>unavailable</html>", True, "503")),
-    Split(lambda i: CannedResponse(201, {"sid": i, "status": "queued"}), _TWILIO_REFUSED,
-          _TWILIO_BUSY, _form_body, 1600),
+     *_TWILIO_BUSY_REFUSALS),
+    _TWILIO_SPLIT,
 )
 
 TELNYX = Carrier(
