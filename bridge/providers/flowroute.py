@@ -23,9 +23,13 @@ Facts and sources (see also shared providers.md §4):
   ``data.id`` = the sent message's ``mdr2-…`` id and ``data.attributes.{level, status,
   status_code, status_code_description}``; level 1 is the hand-off to the carrier, level 2 is
   anything later. No DLRs for MMS. [doc] v2.2 receive-a-dlr, /docs/delivery-receipts.
-  The list of ``status`` values was not available to us, so statuses are classified by their
-  words (fail/reject/undeliver/expire → failed; deliver/success → delivered at level 2, sent
-  at level 1; submit/sent/accept → sent; anything else, e.g. "buffered", is no news).
+  **Where the facts end**: ``status`` is documented only as "Status of the message" and
+  ``status_code`` points to a "Delivery Receipt Response Codes" table we could not read, so no
+  status value is known from a document. The adapter therefore guesses none: the operator
+  maps the values their account receives with ``dlr_states`` (status -> sent | delivered |
+  failed); an unmapped status is no news. The one documented rule applied is the level: a
+  level-1 receipt is the hand-off to the carrier, so it never means delivered (a status
+  mapped to "delivered" counts as sent there).
 - **No webhook signature or credentials are documented** (the docs only suggest allowing
   Flowroute's addresses), so a ``webhook_token`` in the URL path is required.
   [doc] "Protect your callback URL"
@@ -68,9 +72,6 @@ from bridge.secrets import Secret, reveal
 
 JSON_API = "application/vnd.api+json"
 
-FAILED_WORDS = ("fail", "reject", "undeliv", "expire", "delete", "error")
-DELIVERED_WORDS = ("deliver", "delivrd", "success")
-SENT_WORDS = ("submit", "sent", "accept", "enroute")
 
 
 class FlowrouteConfig(ProviderConfig):
@@ -79,19 +80,20 @@ class FlowrouteConfig(ProviderConfig):
     secret_key: Secret
     number_format: Literal["e164", "digits"] = "e164"  # "+12065551234" or "12065551234"
     delivery_reports: bool = True  # ask Flowroute to post DLRs to our webhook (SMS only)
+    # Flowroute's DLR ``status`` values (case-insensitive) and what they mean here. None is
+    # documented, so none is assumed: e.g. { delivered = "delivered", undeliverable = "failed" }
+    dlr_states: dict[str, Literal["sent", "delivered", "failed"]] = Field(default_factory=dict)
 
 
-def classify_dlr(status: str, level: object) -> State | None:
-    words = status.lower()
-    if any(w in words for w in FAILED_WORDS):
-        return State.FAILED
-    if any(w in words for w in DELIVERED_WORDS):
-        return State.SENT if str(level) == "1" else State.DELIVERED
-    if any(w in words for w in SENT_WORDS):
-        return State.SENT
-    return None
-
-
+def classify_dlr(status: str, level: object,
+                 states: dict[str, str]) -> State | None:
+    """Our state for a receipt, from the operator's ``dlr_states``; None: no news."""
+    mapped = {k.lower(): v for k, v in states.items()}.get(status.strip().lower())
+    if mapped is None:
+        return None
+    if mapped == "delivered" and str(level) == "1":
+        return State.SENT  # level 1 is only the hand-off to the carrier
+    return State(mapped)
 
 
 class FlowrouteProvider(Provider):
@@ -187,12 +189,11 @@ class FlowrouteProvider(Provider):
             tuple(media),
         )]
 
-    @staticmethod
-    def _receipt(carrier_id: str, attributes: Mapping[str, Any]) -> list[InboundEvent]:
+    def _receipt(self, carrier_id: str, attributes: Mapping[str, Any]) -> list[InboundEvent]:
         status = attributes.get("status")
         if not isinstance(status, str):
             raise WebhookMalformed("delivery receipt without a status")
-        state = classify_dlr(status, attributes.get("level"))
+        state = classify_dlr(status, attributes.get("level"), self.config.dlr_states)
         if state is None:
             return []
         error = None
