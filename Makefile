@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd
+DEBIAN_PACKAGES := kamailio sip-tester systemd baresip-core linphone-cli chromium \
+                   chromium-driver
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -19,7 +20,9 @@ $(VENV)/.test: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/sip-sms-bridge run --config config/bridge.example.toml
 
-# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check).
+# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check),
+# baresip and linphonec (softphones), headless Chromium and its driver (console browser tests;
+# `make run` needs no browser).
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

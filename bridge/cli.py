@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="NUMBER")
     p.add_argument("--account", help="the account (PBX) of the extension, if several")
     p.add_argument("text", nargs="+")
+    p = sub.add_parser("hash-password", help="make a password hash for [[console.users]]",
+                       description="make a password hash for [[console.users]] (argon2id); "
+                                   "asks for the password twice, or reads one line from stdin")
+    p.add_argument("--stdin", action="store_true", help="read the password from stdin")
     p = sub.add_parser("segments", help="how a text will be split into SMS, and why",
                        description="how a text will be split into SMS, and why")
     p.add_argument("text", nargs="+")
@@ -62,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "segments":  # needs no config
         return cmd_segments(args)
+    if args.command == "hash-password":
+        return cmd_hash_password(args)
     if not args.config:
         print(f"error: give --config FILE or set ${CONFIG_ENV}", file=sys.stderr)
         return 2
@@ -336,4 +342,23 @@ def cmd_segments(args: argparse.Namespace) -> int:
         single = 160 if seg.encoding == "GSM-7" else 70
         print(f"  a text over {single} {unit} is split into parts of {seg.per_segment}, "
               "each carrying a header that joins them again on the phone")
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from bridge.web.console.auth import hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("console password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the two passwords differ", file=sys.stderr)
+            return 1
+    if len(password) < 10:
+        print("error: use at least 10 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
     return 0

@@ -63,7 +63,7 @@ class BridgeSection(Strict):
     # pjsua2 2.15 keeps about 15 KB for every SIP MESSAGE it sends (measured; see README), so
     # past this resident size the bridge stops cleanly with exit status 75 and systemd starts
     # it again: nothing is lost, every text is on disk. None turns the guard off.
-    restart_above_rss_mib: int | None = Field(default=1024, ge=64)
+    restart_above_rss_mib: int | None = Field(default=2048, ge=64)
     memory_check_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("public_url")
@@ -117,6 +117,43 @@ class AdminSection(Strict):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 24)")
         return value
+
+
+class ConsoleUser(Strict):
+    """One person who may sign in to the web console (``/console/``). ``admin`` sees every
+    tenant; ``tenant`` sees and acts on its ``accounts`` only."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    # argon2id, made by ``sip-sms-bridge hash-password``; a secret like any other (it may
+    # come from an env var or a file), so the console and logs never show it.
+    password_hash: Secret
+    role: Literal["admin", "tenant"] = "tenant"
+    accounts: list[str] = []
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("$argon2id$"):
+            raise ValueError("must be an argon2id hash: make one with "
+                             "`sip-sms-bridge hash-password`")
+        return value
+
+    @model_validator(mode="after")
+    def _scope(self) -> ConsoleUser:
+        if self.role == "tenant" and not self.accounts:
+            raise ValueError("a tenant user needs accounts (the tenants it may see)")
+        if self.role == "admin" and self.accounts:
+            raise ValueError("an admin sees every account: leave accounts out")
+        return self
+
+
+class ConsoleSection(Strict):
+    """The web console at public_url/console/. Without users, the daemon prints a one-time
+    login link for this machine (loopback) at start."""
+
+    enabled: bool = True
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    users: list[ConsoleUser] = []
 
 
 class SipSection(Strict):
@@ -395,6 +432,7 @@ class Settings(BaseSettings):
     sip: SipSection = SipSection()
     delivery: DeliverySection = DeliverySection()
     media: MediaSection = MediaSection()
+    console: ConsoleSection = ConsoleSection()
     accounts: list[AccountSettings] = Field(min_length=1)
     providers: list[ProviderSettings] = Field(min_length=1)
     numbers: list[NumberSettings] = []
@@ -474,6 +512,20 @@ class Settings(BaseSettings):
                     )
             if ext.send != "deny" and not ext.caller_ids:
                 problems.append(f"{where}.caller_ids: needed to send (send = {ext.send!r})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _console_users(self) -> Settings:
+        problems = []
+        names = {a.name for a in self.accounts}
+        for name, count in Counter(u.name for u in self.console.users).items():
+            if count > 1:
+                problems.append(f"console.users[{name}]: name used {count} times")
+        for user in self.console.users:
+            problems += [f"console.users[{user.name}].accounts: no account named {a!r}"
+                         for a in user.accounts if a not in names]
         if problems:
             raise ValueError("\n".join(problems))
         return self

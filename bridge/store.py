@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.model import Direction, Kind, MediaRef, State, can_transition
+from bridge.model import Direction, ImdnRequest, Kind, MediaRef, State, can_transition
 
 T = TypeVar("T")
 
@@ -111,7 +111,19 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_conversation ON messages(account, extension, remote, direction, kind);
     """,
-    # 5: carrier ids of the parts of a long text (or of a multi-item MMS) already accepted,
+    # 5: SIP intake: the journal key of a received MESSAGE (a replay after a crash is
+    # recognised), and a phone's request for delivery notifications (RFC 5438)
+    """
+    ALTER TABLE messages ADD COLUMN intake_key TEXT;
+    ALTER TABLE messages ADD COLUMN imdn TEXT;
+    CREATE UNIQUE INDEX messages_intake_key ON messages(intake_key) WHERE intake_key IS NOT NULL;
+    """,
+    # 6: the console's time-window reads (texts per hour, failures of the last day); it
+    # covers the hourly counts, so they read the index only
+    """
+    CREATE INDEX messages_created ON messages(created_at, direction, kind, account);
+    """,
+    # 7: carrier ids of the parts of a long text (or of a multi-item MMS) already accepted,
     # as a JSON list in part order, so that a retry sends only the parts still missing
     """
     ALTER TABLE messages ADD COLUMN carrier_parts TEXT NOT NULL DEFAULT '[]';
@@ -145,11 +157,13 @@ class StoredMessage:
     created_at: float
     updated_at: float
     last_error: str | None
+    imdn: ImdnRequest | None = None  # the sender asked to be told of delivery (RFC 5438)
     carrier_parts: tuple[str, ...] = ()  # see OutboundSms.accepted_parts
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StoredMessage:
         media = tuple(MediaRef(**m) for m in json.loads(row["media"]))
+        imdn = ImdnRequest(**json.loads(row["imdn"])) if row["imdn"] else None
         return cls(
             id=row["id"], direction=Direction(row["direction"]), kind=Kind(row["kind"]),
             state=State(row["state"]), account=row["account"], extension=row["extension"],
@@ -158,7 +172,7 @@ class StoredMessage:
             body=row["body"], media=media, attempts=row["attempts"],
             next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
             created_at=row["created_at"], updated_at=row["updated_at"],
-            last_error=row["last_error"],
+            last_error=row["last_error"], imdn=imdn,
             carrier_parts=tuple(str(p) for p in json.loads(row["carrier_parts"])),
         )
 
@@ -182,6 +196,15 @@ class NewMessage:
     media: tuple[MediaRef, ...] = ()
     last_error: str | None = None
     event_detail: str = ""
+    intake_key: str | None = None  # SIP journal key: a replayed MESSAGE is stored once
+    imdn: ImdnRequest | None = None
+
+
+def _imdn_json(imdn: ImdnRequest | None) -> str | None:
+    if imdn is None:
+        return None
+    return json.dumps({"message_id": imdn.message_id, "positive": imdn.positive,
+                       "negative": imdn.negative})
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +381,8 @@ class Store:
     async def insert(self, messages: Sequence[NewMessage]) -> list[int] | None:
         """Store messages in one transaction (a text and its fan-out copies). The first is
         the original; the rest are marked as its copies. Returns their ids, or None if the
-        original's (provider, carrier_id) is already stored: a carrier's retry."""
+        original's (provider, carrier_id) is already stored (a carrier's retry), or its
+        ``intake_key`` is (a SIP journal replay)."""
         now = time.time()
 
         def _insert(db: sqlite3.Connection) -> list[int] | None:
@@ -368,16 +392,17 @@ class Store:
                     cur = db.execute(
                         """INSERT INTO messages (direction, kind, state, account, extension,
                            remote, did, provider, carrier_id, copy_of, sender_id, body, media,
-                           next_attempt_at, expires_at, created_at, updated_at, last_error)
-                           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                           next_attempt_at, expires_at, created_at, updated_at, last_error,
+                           intake_key, imdn)
+                           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                         (m.direction, m.kind, m.state, m.account, m.extension, m.remote,
                          m.did, m.provider, m.carrier_id, ids[0] if i else None, m.sender_id,
                          m.body, _media_json(m.media),
                          now if m.state == State.QUEUED else None, m.expires_at, now, now,
-                         m.last_error),
+                         m.last_error, m.intake_key, _imdn_json(m.imdn)),
                     )
                 except sqlite3.IntegrityError:
-                    if i == 0 and m.carrier_id is not None:
+                    if i == 0 and (m.carrier_id is not None or m.intake_key is not None):
                         return None
                     raise
                 message_id = int(cur.lastrowid or 0)
@@ -711,6 +736,129 @@ class Store:
             return {r[0] for r in db.execute("SELECT token FROM media")}
 
         return await self._run(_tokens)
+
+    # --- console reads ----------------------------------------------------------------------
+    # What the web console shows, in plain portable SQL (placeholders and LIKE only, no
+    # date functions): the same statements serve SQLite and PostgreSQL. ``accounts`` scopes
+    # a read to a tenant's accounts; None means every account.
+
+    async def search_messages(
+        self, *, accounts: Sequence[str] | None = None, number: str | None = None,
+        extension: str | None = None, state: str | None = None, provider: str | None = None,
+        since: float | None = None, until: float | None = None,
+        before_id: int | None = None, limit: int = 50,
+    ) -> list[StoredMessage]:
+        """Newest first. ``number`` matches part of the remote number or the DID (digits and
+        '+' only); ``before_id`` pages back (keyset paging: stable while texts arrive)."""
+        clauses, args = _scope_clause(accounts)
+        if number:
+            clauses.append("(remote LIKE ? OR did LIKE ?)")
+            pattern = "%" + "".join(c for c in number if c.isdigit() or c == "+") + "%"
+            args += [pattern, pattern]
+        for column, value in (("extension", extension), ("state", state),
+                              ("provider", provider)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        for clause, value in (("created_at >= ?", since), ("created_at < ?", until),
+                              ("id < ?", before_id)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed)
+
+        def _search(db: sqlite3.Connection) -> list[StoredMessage]:
+            return [StoredMessage.from_row(r) for r in db.execute(sql, (*args, limit))]
+
+        return await self._run(_search)
+
+    async def hourly_counts(self, since: float, *, hours: int = 24,
+                            accounts: Sequence[str] | None = None) -> dict[str, list[int]]:
+        """Texts stored per hour from ``since`` (oldest hour first), per direction. Rows are
+        bucketed (and a tenant's picked out) here rather than in SQL: hour arithmetic differs
+        between SQLite and PostgreSQL (CAST truncates in one and rounds in the other), and
+        this way the read is always a scan of the time index, never of an account's history."""
+        until = since + 3600 * hours
+        wanted = None if accounts is None else set(accounts)
+
+        def _counts(db: sqlite3.Connection) -> dict[str, list[int]]:
+            out = {str(d): [0] * hours for d in Direction}
+            for direction, created_at, account in db.execute(
+                    "SELECT direction, created_at, account FROM messages WHERE created_at >= ? "
+                    "AND created_at < ? AND kind = 'text'", (since, until)):
+                if wanted is None or account in wanted:
+                    out[direction][min(hours - 1, int((created_at - since) // 3600))] += 1
+            return out
+
+        return await self._run(_counts)
+
+    async def failure_counts(self, since: float, *, accounts: Sequence[str] | None = None,
+                             limit: int = 20) -> list[tuple[str, str, str, str, int]]:
+        """Texts stored since ``since`` that failed or were rejected, grouped by (direction,
+        state, carrier, reason), most frequent first."""
+        clauses, args = _scope_clause(accounts)
+        where = " AND ".join(["created_at >= ?", "state IN ('failed', 'rejected')",
+                              "kind = 'text'", *clauses])
+        sql = (f"SELECT direction, state, COALESCE(provider, ''), COALESCE(last_error, ''), "  # noqa: S608
+               f"COUNT(*) AS n FROM messages WHERE {where} "
+               "GROUP BY direction, state, provider, last_error ORDER BY n DESC LIMIT ?")
+
+        def _failures(db: sqlite3.Connection) -> list[tuple[str, str, str, str, int]]:
+            return [(r[0], r[1], r[2], r[3], int(r[4]))
+                    for r in db.execute(sql, (since, *args, limit))]
+
+        return await self._run(_failures)
+
+    async def queue_stats_for(self, accounts: Sequence[str] | None
+                              ) -> dict[str, tuple[int, float | None]]:
+        """``queue_stats`` for some accounts only (a tenant's)."""
+        if accounts is None:
+            return await self.queue_stats()
+        clauses, args = _scope_clause(accounts)
+        sql = ("SELECT direction, COUNT(*) AS n, MIN(created_at) AS oldest FROM messages "  # noqa: S608
+               f"WHERE state IN ('queued', 'sending') AND {clauses[0]} GROUP BY direction")
+
+        def _stats(db: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:
+            return {r["direction"]: (r["n"], r["oldest"]) for r in db.execute(sql, args)}
+
+        return await self._run(_stats)
+
+    async def conversation(self, did: str, remote: str, *,
+                           accounts: Sequence[str] | None = None,
+                           limit: int = 200) -> list[StoredMessage]:
+        """The texts between one of our numbers and one remote number, oldest first (the
+        newest ``limit`` of them)."""
+        clauses, args = _scope_clause(accounts)
+        where = " AND ".join(["did = ?", "remote = ?", *clauses])
+        sql = (f"SELECT * FROM messages WHERE {where} "  # noqa: S608 (fixed clauses)
+               "ORDER BY id DESC LIMIT ?")
+
+        def _thread(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(sql, (did, remote, *args, limit)).fetchall()
+            return [StoredMessage.from_row(r) for r in reversed(rows)]
+
+        return await self._run(_thread)
+
+    async def message_with_history(self, message_id: int
+                                   ) -> tuple[StoredMessage, list[HistoryEvent]] | None:
+        """One message and every state change it went through, read together."""
+
+        def _read(db: sqlite3.Connection) -> tuple[StoredMessage, list[HistoryEvent]] | None:
+            message = _get(db, message_id)
+            return None if message is None else (message, _history(db, message_id))
+
+        return await self._run(_read)
+
+
+def _scope_clause(accounts: Sequence[str] | None) -> tuple[list[str], list[Any]]:
+    """The WHERE clause that keeps a read inside some accounts (none: no clause). An empty
+    list matches nothing, never everything."""
+    if accounts is None:
+        return [], []
+    if not accounts:
+        return ["1 = 0"], []
+    return [f"account IN ({', '.join('?' for _ in accounts)})"], list(accounts)
 
 
 def _get(db: sqlite3.Connection, message_id: int) -> StoredMessage | None:

@@ -18,6 +18,7 @@ from bridge.metrics import Metrics
 from bridge.model import InboundEvent
 from bridge.providers.base import Provider, WebhookRejected, WebhookRequest
 from bridge.web.admin import AdminApi
+from bridge.web.console import Console
 from bridge.web.media import MediaRoutes
 
 log = logging.getLogger("bridge.web")
@@ -49,6 +50,7 @@ class WebhookServer:
         admin: AdminApi | None = None,
         media: MediaRoutes | None = None,
         trusted_proxies: Sequence[str] = (),
+        console: Console | None = None,
     ) -> None:
         self.providers = providers
         self.sink = sink
@@ -58,6 +60,7 @@ class WebhookServer:
         self.metrics = metrics or Metrics()
         self.admin = admin  # None: the admin API is off and its paths answer 404
         self.media = media  # MMS files (/media/...) and softphone uploads (/upload/...)
+        self.console = console  # the web console (/console/...)
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -72,6 +75,8 @@ class WebhookServer:
             self.admin.add_routes(app)
         if self.media is not None:
             self.media.add_routes(app)
+        if self.console is not None:
+            self.console.add_routes(app)
         for path in ("/webhooks/{provider}", "/webhooks/{provider}/{token}"):
             app.router.add_route("GET", path, self._webhook)
             app.router.add_route("POST", path, self._webhook)
@@ -162,6 +167,7 @@ class WebhookServer:
             self.metrics.webhook_refused(name)
             log.warning("webhook %s from %s refused (%d): %s", name, req.remote, exc.status, exc)
             return _plain(exc.status)
+        self.metrics.webhook_accepted(name)
         try:
             events = provider.parse(req)
         except WebhookRejected as exc:

@@ -13,9 +13,9 @@ from bridge.model import OutboundSms, SendFailed, Sent
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Phone, free_port, wait_until
+from tests.peers.twilio import stored
 from tests.providers.carriers import PLIVO, SPLITTING
 from tests.providers.harness import Carrier
-from tests.test_e2e_core import stored
 
 FROM, TO = "+14155550100", "+14155550199"
 
