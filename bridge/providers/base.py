@@ -139,6 +139,25 @@ def require(mapping: Mapping[str, Any], key: str, what: str = "field") -> Any:
     return mapping[key]
 
 
+def media_list(value: Any, type_keys: Sequence[str] = ("content_type",)) -> tuple[MediaRef, ...]:
+    """A webhook's media: a JSON list of URLs, or of ``{"url": ..., <type key>: ...}``
+    objects (the first of ``type_keys`` present gives the content type), or a clean 400."""
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, list):
+        raise WebhookMalformed("'media' must be a list")
+    refs = []
+    for item in value:
+        if isinstance(item, str) and item:
+            refs.append(MediaRef(item))
+        elif isinstance(item, Mapping) and isinstance(item.get("url"), str) and item["url"]:
+            ctype = next((item[k] for k in type_keys if item.get(k)), None)
+            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
+        else:
+            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
+    return tuple(refs)
+
+
 def basic_auth(user: str, password: str) -> dict[str, str]:
     """An HTTP Basic ``Authorization`` header (RFC 7617, UTF-8)."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -71,6 +71,7 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    media_list,
     response_json,
 )
 from bridge.secrets import Secret, reveal
@@ -219,7 +220,7 @@ class VoipmsProvider(Provider):
         if not isinstance(text, str):
             raise WebhookMalformed("'text' must be a string")
         return [InboundMessage(str(carrier_id), sender, recipient, text,
-                               _media_of(payload.get("media")))]
+                               media_list(payload.get("media")))]
 
     def answer(self, events: Sequence[InboundEvent]) -> WebhookAnswer:
         return WebhookAnswer(200, "ok", "text/plain")
@@ -240,18 +241,3 @@ def _phone_of(value: Any) -> str:
     return value
 
 
-def _media_of(value: Any) -> tuple[MediaRef, ...]:
-    if value in (None, ""):
-        return ()
-    if not isinstance(value, list):
-        raise WebhookMalformed("'media' must be a list")
-    refs = []
-    for item in value:
-        if isinstance(item, str):
-            refs.append(MediaRef(item))
-        elif isinstance(item, dict) and isinstance(item.get("url"), str):
-            ctype = item.get("content_type")
-            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
-        else:
-            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
-    return tuple(refs)

@@ -39,7 +39,6 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
@@ -54,6 +53,7 @@ from bridge.providers.base import (
     WebhookRequest,
     bearer_auth,
     classify_http_failure,
+    media_list,
     response_json,
 )
 from bridge.secrets import Secret, reveal
@@ -126,7 +126,8 @@ class VoxtelesysProvider(Provider):
         if carrier_id is None:
             seed = req.body + repr(req.received_at).encode()
             carrier_id = "vts-" + hashlib.sha256(seed).hexdigest()[:32]
-        return [InboundMessage(carrier_id, sender, recipient, text, _media(data.get("media")))]
+        media = media_list(data.get("media"), ("content_type", "type"))
+        return [InboundMessage(carrier_id, sender, recipient, text, media)]
 
     def _receipt(self, data: dict[str, Any]) -> list[InboundEvent]:
         status = data.get("status")
@@ -177,18 +178,3 @@ def _error_text(data: dict[str, Any]) -> str:
     return ""
 
 
-def _media(value: Any) -> tuple[MediaRef, ...]:
-    if value in (None, ""):
-        return ()
-    if not isinstance(value, list):
-        raise WebhookMalformed("'media' must be a list")
-    refs = []
-    for item in value:
-        if isinstance(item, str) and item:
-            refs.append(MediaRef(item))
-        elif isinstance(item, dict) and isinstance(item.get("url"), str):
-            ctype = item.get("content_type") or item.get("type")
-            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
-        else:
-            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
-    return tuple(refs)
