@@ -61,6 +61,7 @@ from bridge.providers.base import (
     constant_time_equal,
     require,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -204,9 +205,7 @@ class BandwidthProvider(Provider):
         carrier_id = _string(message, "id", "message field")
         if kind == "message-received":
             recipient = event.get("to") or message.get("owner")
-            text = message.get("text") or ""
-            if not isinstance(text, str):
-                raise WebhookMalformed("message.text is not a string")
+            text = text_field(message, "text", "message.text")
             media = message.get("media") or []
             if not isinstance(media, list) or not all(isinstance(u, str) and u for u in media):
                 raise WebhookMalformed("message.media is not a list of URLs")

@@ -150,12 +150,32 @@ def media_list(value: Any, type_keys: Sequence[str] = ("content_type",)) -> tupl
     for item in value:
         if isinstance(item, str) and item:
             refs.append(MediaRef(item))
-        elif isinstance(item, Mapping) and isinstance(item.get("url"), str) and item["url"]:
-            ctype = next((item[k] for k in type_keys if item.get(k)), None)
-            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
+        elif isinstance(item, Mapping):
+            refs.append(media_object(item, "a media entry", type_keys))
         else:
             raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
     return tuple(refs)
+
+
+def media_object(item: Mapping[str, Any], what: str,
+                 type_keys: Sequence[str] = ("content_type",),
+                 size_key: str = "size") -> MediaRef:
+    """One media object of a webhook (``url``, a content type, a size), or a clean 400."""
+    url = item.get("url")
+    if not isinstance(url, str) or not url:
+        raise WebhookMalformed(f"{what} without a url")
+    ctype = next((item[k] for k in type_keys if item.get(k)), None)
+    size = item.get(size_key)
+    return MediaRef(url, ctype if isinstance(ctype, str) else None,
+                    size if isinstance(size, int) and not isinstance(size, bool) else None)
+
+
+def text_field(mapping: Mapping[str, Any], key: str, what: str) -> str:
+    """An optional text field of a webhook payload ("" when absent), or a clean 400."""
+    text = mapping.get(key) or ""
+    if not isinstance(text, str):
+        raise WebhookMalformed(f"{what} is not a string")
+    return text
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:

@@ -47,7 +47,6 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
@@ -65,8 +64,10 @@ from bridge.providers.base import (
     classify_http_failure,
     first_error,
     json_object,
+    media_object,
     require,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -162,9 +163,7 @@ class FlowrouteProvider(Provider):
             return []
         if str(attributes.get("direction") or "inbound").lower() != "inbound":
             return []
-        text = attributes.get("body") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("data.attributes.body is not a string")
+        text = text_field(attributes, "body", "data.attributes.body")
         included = document.get("included") or []
         if not isinstance(included, list):
             raise WebhookMalformed("included is not a list")
@@ -174,13 +173,7 @@ class FlowrouteProvider(Provider):
             if item.get("type") != "media":
                 continue
             details = json_object(item.get("attributes"), "included[].attributes")
-            url = details.get("url")
-            if not isinstance(url, str) or not url:
-                raise WebhookMalformed("included media without a url")
-            mime = details.get("mime_type")
-            size = details.get("file_size")
-            media.append(MediaRef(url, mime if isinstance(mime, str) else None,
-                                  size if isinstance(size, int) else None))
+            media.append(media_object(details, "included media", ("mime_type",), "file_size"))
         return [InboundMessage(
             carrier_id,
             self.inbound_number(attributes.get("from"), "from"),

@@ -50,6 +50,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -113,9 +114,7 @@ class SkyetelProvider(Provider):
             raise WebhookMalformed("expected a JSON object")
         sender = self.inbound_number(data.get("from"), "from")
         recipient = self.inbound_number(data.get("to"), "to")
-        text = data.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'text' must be a string")
+        text = text_field(data, "text", "'text'")
         media = data.get("media") or []
         if isinstance(media, str):
             media = [media]

@@ -48,7 +48,6 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
@@ -68,8 +67,10 @@ from bridge.providers.base import (
     classify_http_failure,
     first_error,
     json_object,
+    media_object,
     require,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -254,22 +255,13 @@ class TelnyxProvider(Provider):
             recipient = recipients
         else:
             raise WebhookMalformed("payload.to is neither a list of recipients nor a number")
-        text = payload.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("payload.text is not a string")
+        text = text_field(payload, "text", "payload.text")
         media_list = payload.get("media") or []
         if not isinstance(media_list, list):
             raise WebhookMalformed("payload.media is not a list")
         media = []
         for entry in media_list:
-            item = json_object(entry, "payload.media[]")
-            url = item.get("url")
-            if not isinstance(url, str) or not url:
-                raise WebhookMalformed("payload.media[] without a url")
-            ctype = item.get("content_type")
-            size = item.get("size")
-            media.append(MediaRef(url, ctype if isinstance(ctype, str) else None,
-                                  size if isinstance(size, int) else None))
+            media.append(media_object(json_object(entry, "payload.media[]"), "payload.media[]"))
         return InboundMessage(
             carrier_id,
             self.inbound_number(sender.get("phone_number"), "from"),

@@ -53,6 +53,7 @@ from bridge.providers.base import (
     WebhookRequest,
     classify_http_failure,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -135,9 +136,7 @@ class VoiceMeUpProvider(Provider):
             return []
         sender = self.inbound_number(data.get("source_number"), "source_number")
         recipient = self.inbound_number(data.get("destination_number"), "destination_number")
-        text = data.get("message") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'message' must be a string")
+        text = text_field(data, "message", "'message'")
         url = data.get("attachment") or data.get("attachment_url") or ""
         mime = data.get("attachment_mime_type") or data.get("attachment_type") or None
         if not isinstance(url, str) or not isinstance(mime, str | None):

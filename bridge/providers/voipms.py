@@ -73,6 +73,7 @@ from bridge.providers.base import (
     classify_http_failure,
     media_list,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -216,9 +217,7 @@ class VoipmsProvider(Provider):
             raise WebhookMalformed("missing message id")
         sender = self.inbound_number(_phone_of(payload.get("from")), "from")
         recipient = self.inbound_number(_phone_of(payload.get("to")), "to")
-        text = payload.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'text' must be a string")
+        text = text_field(payload, "text", "'text'")
         return [InboundMessage(str(carrier_id), sender, recipient, text,
                                media_list(payload.get("media")))]
 

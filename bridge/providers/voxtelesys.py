@@ -55,6 +55,7 @@ from bridge.providers.base import (
     classify_http_failure,
     media_list,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -119,9 +120,7 @@ class VoxtelesysProvider(Provider):
             raise WebhookMalformed("missing or invalid 'type'")
         sender = self.inbound_number(_first(data.get("from")), "from")
         recipient = self.inbound_number(_first(data.get("to")), "to")
-        text = data.get("body") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'body' must be a string")
+        text = text_field(data, "body", "'body'")
         carrier_id = _first_str(data, "id", "message_id")
         if carrier_id is None:
             seed = req.body + repr(req.received_at).encode()

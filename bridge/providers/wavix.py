@@ -50,6 +50,7 @@ from bridge.providers.base import (
     bearer_auth,
     classify_http_failure,
     response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -128,9 +129,7 @@ class WavixProvider(Provider):
         body = data.get("message_body")
         if not isinstance(body, dict):
             raise WebhookMalformed("'message_body' must be an object")
-        text = body.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'message_body.text' must be a string")
+        text = text_field(body, "text", "'message_body.text'")
         media = body.get("media") or []
         if not isinstance(media, list) or not all(isinstance(u, str) for u in media):
             raise WebhookMalformed("'message_body.media' must be a list of URLs")
