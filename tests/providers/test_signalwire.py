@@ -389,3 +389,14 @@ def test_json_body_is_not_mistaken_for_a_form():
                          [], body, "127.0.0.1")
     with pytest.raises(WebhookMalformed):
         make_provider().parse(req)
+
+
+async def test_more_than_ten_media_go_in_further_messages():
+    """SignalWire documents "up to a maximum of 10 media URLs per message"."""
+    media = tuple(MediaRef(f"https://cdn.example.com/{n}.jpg") for n in range(12))
+    result, reqs = await send(OutboundSms(7, "+15551234567", "+15557654321", "pics", media),
+                              created("m1"), created("m2"))
+    assert result == Sent("m1", "2 parts", ("m1", "m2"))
+    counts = [sum(1 for k, _ in r.form() if k == "MediaUrl") for r in reqs]
+    assert counts == [10, 2]
+    assert [dict(r.form())["Body"] for r in reqs] == ["pics", ""]
