@@ -292,6 +292,7 @@ class Bridge:
             result = await provider.send(OutboundSms(
                 message_id=message.id, from_number=message.did or "", to_number=message.remote,
                 text=text, media=media, sender_id=message.sender_id,
+                accepted_parts=message.carrier_parts,
             ))
             if (isinstance(result, SendFailed) and media
                     and result.code in MMS_UNSUPPORTED_CODES):
@@ -303,17 +304,19 @@ class Bridge:
                     sender_id=message.sender_id,
                 ))
         if isinstance(result, Sent):
-            return Done(State.SENT, result.carrier_id,
-                        f"accepted by {provider.name} as {result.carrier_id}")
+            ids = ", ".join(result.parts or (result.carrier_id,))
+            return Done(State.SENT, result.carrier_id, f"accepted by {provider.name} as {ids}",
+                        carrier_parts=result.parts or None)
         assert isinstance(result, SendFailed)
         reason = f"{provider.name}: {result.reason}"
+        parts = result.accepted_parts or None  # a partial failure: keep what went out
         if result.code is not None and result.code in provider.opt_out_codes:
             if message.did:
                 await self.store.set_opt_out(message.did, message.remote, True, "carrier")
             return Fail(f"{message.remote} has opted out of texts from {message.did} "
-                        "(they sent STOP)", "opted_out")
-        return (Retry(reason, result.retry_after) if result.retryable
-                else Fail(reason, "carrier_refused"))
+                        "(they sent STOP)", "opted_out", parts)
+        return (Retry(reason, result.retry_after, parts) if result.retryable
+                else Fail(reason, "carrier_refused", parts))
 
     # --- SMS -> phone: intake ---------------------------------------------------------------
 

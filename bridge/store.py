@@ -123,6 +123,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_created ON messages(created_at, direction, kind, account);
     """,
+    # 7: carrier ids of the parts of a long text (or of a multi-item MMS) already accepted,
+    # as a JSON list in part order, so that a retry sends only the parts still missing
+    """
+    ALTER TABLE messages ADD COLUMN carrier_parts TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 
@@ -153,6 +158,7 @@ class StoredMessage:
     updated_at: float
     last_error: str | None
     imdn: ImdnRequest | None = None  # the sender asked to be told of delivery (RFC 5438)
+    carrier_parts: tuple[str, ...] = ()  # see OutboundSms.accepted_parts
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StoredMessage:
@@ -167,6 +173,7 @@ class StoredMessage:
             next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
             created_at=row["created_at"], updated_at=row["updated_at"],
             last_error=row["last_error"], imdn=imdn,
+            carrier_parts=tuple(str(p) for p in json.loads(row["carrier_parts"])),
         )
 
 
@@ -453,10 +460,13 @@ class Store:
         carrier_id: str | None = None,
         next_attempt_at: float | None = None,
         error: str | None = None,
+        carrier_parts: tuple[str, ...] | None = None,
     ) -> bool:
         """Move a message to ``state`` if the lifecycle allows it; record the event.
+        ``carrier_parts``, when given, replaces the ids of its accepted parts.
         Returns False (and changes nothing) for an illegal or stale transition."""
         now = time.time()
+        parts = None if carrier_parts is None else json.dumps(list(carrier_parts))
 
         def _transition(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -465,8 +475,9 @@ class Store:
             db.execute(
                 """UPDATE messages SET state = ?, updated_at = ?,
                    carrier_id = COALESCE(?, carrier_id),
+                   carrier_parts = COALESCE(?, carrier_parts),
                    next_attempt_at = ?, last_error = COALESCE(?, last_error) WHERE id = ?""",
-                (state, now, carrier_id, next_attempt_at, error, message_id),
+                (state, now, carrier_id, parts, next_attempt_at, error, message_id),
             )
             db.execute(
                 "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
@@ -480,7 +491,7 @@ class Store:
             # The carrier returned an id we already hold: record the send, keep the id off.
             return await self.transition(
                 message_id, state, detail=f"{detail} (carrier id {carrier_id} repeated)",
-                next_attempt_at=next_attempt_at, error=error,
+                next_attempt_at=next_attempt_at, error=error, carrier_parts=carrier_parts,
             )
 
     async def apply_report(

@@ -103,3 +103,17 @@ async def test_long_text_parts_join_in_order_once(store):
     assert await store.add_part("v", "+1555", "ref", 1, 3, "c1", "hello ") is None
     text, key = await store.add_part("v", "+1555", "ref", 3, 3, "c3", "!")
     assert text == "hello world!" and "c1" in key
+
+
+async def test_accepted_carrier_parts_are_kept_between_attempts(store):
+    (mid,) = await store.insert([NewMessage(
+        direction=Direction.OUT, account="a", extension="1001", remote="+15557654321",
+        did="+15551230001", provider="tw", body="x" * 3000, expires_at=time.time() + 60)])
+    (claimed,) = await store.claim_due(Direction.OUT, 1)
+    assert claimed.carrier_parts == ()
+    assert await store.transition(mid, State.QUEUED, next_attempt_at=time.time(),
+                                  error="part 2 of 2 refused", carrier_parts=("SM1",))
+    (again,) = await store.claim_due(Direction.OUT, 1)
+    assert again.carrier_parts == ("SM1",)
+    assert await store.transition(mid, State.SENT, carrier_id="SM1")  # not given: kept
+    assert (await store.get(mid)).carrier_parts == ("SM1",)
