@@ -26,14 +26,13 @@ from bridge.routing import Router
 from bridge.secrets import reveal
 from bridge.settings import Settings
 from bridge.sip.engine import SipEngine
-from bridge.store import Store
+from bridge.store import store_for
 from bridge.web.admin import AdminApi
 from bridge.web.media import MediaRoutes
 from bridge.web.server import WebhookServer
 
 log = logging.getLogger("bridge.app")
 
-DB_FILE = "bridge.sqlite3"
 MEDIA_DIR = "media"
 MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
 REGISTRATION_WAIT = 10.0  # seconds start-up waits for registrations before READY=1
@@ -77,8 +76,7 @@ def sd_notify(message: str) -> None:
 class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.bridge.state_dir / DB_FILE,
-                           durability=settings.bridge.durability)
+        self.store = store_for(settings)
         self.router = Router(settings)
         self.providers: Mapping[str, Provider] = build_providers(settings)
         delivery = settings.delivery
@@ -106,6 +104,9 @@ class Application:
                                  media=MediaRoutes(self.media,
                                                    reveal(settings.media.upload_token)),
                                  trusted_proxies=settings.web.trusted_proxies)
+        # another instance stored work (PostgreSQL NOTIFY): look now, not at the next poll
+        self.store.on_stored(lambda d: (self.outbound if d == Direction.OUT
+                                        else self.inbound).wake())
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None

@@ -167,30 +167,38 @@ def cmd_webhook_urls(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
-    from bridge.app import DB_FILE
-    from bridge.store import Store
+def _read_store(settings: Settings, read):  # type: ignore[no-untyped-def]
+    """Open the store the daemon uses, run ``read(store)`` (a coroutine of store reads),
+    close it. None (with the reason on stderr) when there is no database yet."""
+    from bridge.store import Store, StoreError, database_target
 
-    path = Path(settings.bridge.state_dir) / DB_FILE
-    if not path.exists():
-        print(f"no database at {path} yet (the bridge has not run)", file=sys.stderr)
+    target = database_target(settings)
+    if isinstance(target, Path) and not target.exists():
+        print(f"no database at {target} yet (the bridge has not run)", file=sys.stderr)
         return None
-    store = Store(path)
-    store.open_sync()
-    return store
+
+    async def _read():  # type: ignore[no-untyped-def]
+        store = Store(target, instance="cli")
+        await store.open()
+        try:
+            return await read(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(_read())
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
-    from bridge.store import list_messages
-
-    store = _open_store(settings)
-    if store is None:
-        return 1
     since = time.time() - args.since * 3600 if args.since else None
-    rows = store.query_sync(lambda db: list_messages(
-        db, state=args.state, number=args.number, extension=args.extension, since=since,
+    rows = _read_store(settings, lambda store: store.list_messages(
+        state=args.state, number=args.number, extension=args.extension, since=since,
         limit=args.limit))
-    store.close_sync()
+    if rows is None:
+        return 1
     if args.json:
         print(json.dumps([_as_dict(m) for m in rows], indent=2))
         return 0
@@ -203,14 +211,13 @@ def cmd_messages(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    from bridge.store import _get, _history
+    async def _both(store):  # type: ignore[no-untyped-def]
+        return await store.get(args.id), await store.history(args.id)
 
-    store = _open_store(settings)
-    if store is None:
+    found = _read_store(settings, _both)
+    if found is None:
         return 1
-    message = store.query_sync(lambda db: _get(db, args.id))
-    history = store.query_sync(lambda db: _history(db, args.id))
-    store.close_sync()
+    message, history = found
     if message is None:
         print(f"no message {args.id}", file=sys.stderr)
         return 1
