@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd
+DEBIAN_PACKAGES := kamailio sip-tester systemd postgresql
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -19,7 +19,8 @@ $(VENV)/.test: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/sip-sms-bridge run --config config/bridge.example.toml
 
-# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check).
+# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check),
+# PostgreSQL (the shared store; tests only: `make run` uses SQLite).
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,12 +1,13 @@
 """The PostgreSQL backend: several bridge instances on one database.
 
-Driver: psycopg 3, used synchronously on the store's own thread, like SQLite. Measured on
-this project's loopback test server (bench/pg_drivers.py: one connection, insert then claim
-with ``FOR UPDATE SKIP LOCKED``, one transaction each): asyncpg 930-995 round trips/s,
-psycopg 3 on a thread 770-820, psycopg 3's asyncio API 670-730. asyncpg's lead is under 20 %
-and is eaten by group commit (many texts per transaction), while psycopg on the store thread
-lets both backends share one implementation of every query, transaction and savepoint, so
-the contract is written, and tested, once.
+Driver: psycopg 3, used synchronously on the store's own thread, like SQLite. Measured with
+bench/pg_drivers.py (one connection to a loopback server, insert then claim with ``FOR
+UPDATE SKIP LOCKED``, one transaction each; 7 rounds of 2000 on a shared 2-core machine):
+asyncpg 390-995 round trips/s, psycopg 3 on a thread 370-820, psycopg 3's asyncio API
+290-730. asyncpg leads by at most a fifth in the best rounds and the spread between rounds
+is larger than that; what decides is that psycopg on the store thread lets both backends
+share one implementation of every query, transaction, savepoint and group commit, so the
+contract is written, and tested, once.
 
 What the backend adds to the shared store:
 
