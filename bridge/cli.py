@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="NUMBER")
     p.add_argument("--account", help="the account (PBX) of the extension, if several")
     p.add_argument("text", nargs="+")
+    p = command("migrate-db", "copy the SQLite state (history, queue, opt-outs, media) into "
+                              "PostgreSQL, to run several instances on it")
+    p.add_argument("--to", metavar="URL", default=os.environ.get("SIP_SMS_BRIDGE_DATABASE"),
+                   help="postgresql://user:password@host/db (default: "
+                        "$SIP_SMS_BRIDGE_DATABASE, which keeps the password out of ps)")
+    p.add_argument("--force", action="store_true",
+                   help="replace whatever state the target database holds")
     p = sub.add_parser("segments", help="how a text will be split into SMS, and why",
                        description="how a text will be split into SMS, and why")
     p.add_argument("text", nargs="+")
@@ -81,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "show": cmd_show,
         "retry": cmd_retry,
         "send": cmd_send,
+        "migrate-db": cmd_migrate_db,
     }[args.command]
     return handler(settings, args)
 
@@ -231,6 +239,28 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     for event in history:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
         print(f"  {when}  {event.state:<9} {event.detail}")
+    return 0
+
+
+def cmd_migrate_db(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.app import MEDIA_DIR
+    from bridge.store import DB_FILE, StoreError, is_database_url
+    from bridge.store.migrate import migrate
+
+    if not args.to or not is_database_url(args.to):
+        print("error: give --to postgresql://... (or set $SIP_SMS_BRIDGE_DATABASE)",
+              file=sys.stderr)
+        return 2
+    state = Path(settings.bridge.state_dir)
+    try:
+        counts = migrate(state / DB_FILE, state / MEDIA_DIR, args.to, force=args.force)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"copied {state / DB_FILE} into PostgreSQL; verified:")
+    for c in counts:
+        print(f"  {c.table:<14} {c.source:>8} -> {c.target}")
+    print("now set [bridge] database to that URL (as a secret) on every instance")
     return 0
 
 
