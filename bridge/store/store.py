@@ -120,6 +120,7 @@ class Store:
         self._wakeup: Callable[[Direction], None] | None = None
         self._listener: Any = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._not_ours: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:  # never the URL: it may carry the password
         return f"<Store {self.backend.name} {self.backend.describe()}>"
@@ -138,6 +139,11 @@ class Store:
         """Call ``callback(direction)`` on the event loop when another instance stores work
         (PostgreSQL ``NOTIFY``), so the dispatcher looks now rather than at its next poll."""
         self._wakeup = callback
+
+    def exclude_accounts(self, accounts: set[str]) -> None:
+        """Inbound texts for these SIP accounts are not claimed here: another instance holds
+        their registration, and a phone's text goes out from the instance that registers."""
+        self._not_ours = frozenset(accounts)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -366,11 +372,13 @@ class Store:
                 self._set_state(db, r, State.QUEUED, now, sets=[("next_attempt_at = ?", (now,))],
                                 detail=f"taken over: the lease of {r['claimed_by'] or '-'} "
                                        "ran out")
+            skip = sorted(self._not_ours) if direction == Direction.IN else []
+            not_ours = f"AND account NOT IN ({', '.join('?' * len(skip))}) " if skip else ""
             rows = db.execute(
                 "SELECT * FROM messages WHERE direction = ? AND state = 'queued' "
-                "AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+                f"AND next_attempt_at <= ? {not_ours}ORDER BY next_attempt_at, id LIMIT ?"
                 + self.backend.skip_locked,
-                (str(direction), now, limit),
+                (str(direction), now, *skip, limit),
             ).fetchall()
             claimed = []
             for r in rows:
