@@ -99,7 +99,8 @@ class AccountLeases:
                             safe_error(exc))
             finally:
                 if account in self.held:
-                    self._lose(account, "lost the database connection")
+                    self._lose(account, "stopping" if self._stop.is_set()
+                               else "lost the database connection")
             self._stop.wait(self.poll)
 
     def _standby_then_hold(self, conn: psycopg.Connection[Any], account: str) -> None:

@@ -1,0 +1,225 @@
+"""Two bridge processes on one real PostgreSQL server, with Kamailio (the PBX both register
+with), a pjsua2 phone and a Twilio stand-in: texts flow both ways through either instance;
+one instance registers the account at a time and the other takes over when the holder is
+killed (kill -9, under load in both directions) or loses its lock connection
+(pg_terminate_backend). Every acknowledged text is delivered; repeats are counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import aiohttp
+import psycopg
+
+from bridge.store.leases import APPLICATION
+from tests.carrier_server import CannedResponse, CarrierServer
+from tests.peers import configs
+from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, wait_until
+from tests.test_e2e_core import inbound_params, post_twilio_webhook
+
+DID = "+15551230001"
+REMOTE = "+15557654321"
+LEASE = 3  # claim_lease_seconds: a dead instance's claims are taken over after this
+
+
+def instance_config(name: str, web_port: int, kam_port: int, carrier_url: str,
+                    database: str) -> str:
+    base = configs.base(web_port, free_port()).replace(
+        "[bridge]\n", f'[bridge]\ndatabase = "{database}"\ninstance = "{name}"\n'
+                      f"claim_lease_seconds = {LEASE}\n", 1)
+    return (base + configs.registered_account(kam_port) + configs.twilio_provider(carrier_url)
+            + configs.number(DID, "twilio", ["1001"])
+            + configs.extension("1001", [DID]).replace(
+                'send = "allow"', 'send = "allow"\nmax_per_minute = 100000\n'
+                'max_per_day = 100000'))
+
+
+def readyz(bridge: BridgeProcess) -> dict:
+    try:
+        with urllib.request.urlopen(f"{bridge.url}/readyz", timeout=2) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503 while not ready: the same JSON
+        return json.loads(exc.read())
+    except OSError:
+        return {}
+
+
+def holds(bridge: BridgeProcess, name: str) -> bool:
+    """``bridge`` (instance ``name``) holds the account and is registered with the PBX."""
+    pbx = readyz(bridge).get("accounts", {}).get("pbx", {})
+    return pbx.get("holder") == name and pbx.get("ok") is True \
+        and pbx.get("registration", "").startswith("200")
+
+
+def standby_for(bridge: BridgeProcess, holder: str) -> bool:
+    pbx = readyz(bridge).get("accounts", {}).get("pbx", {})
+    return pbx.get("registration") == "standby" and pbx.get("holder") == holder
+
+
+async def start_pair(tmp_path, peers, carrier: CarrierServer, database: str):
+    kam = Kamailio({"sms": configs.PBX_PASSWORD, "1001": "pw1001"}).start()
+    peers.append(kam)
+    bridges = {}
+    for name in ("A", "B"):
+        (tmp_path / name).mkdir()
+        web_port = free_port()
+        bridge = BridgeProcess(tmp_path / name, instance_config(
+            name, web_port, kam.port, carrier.url, database), env=configs.ENV)
+        peers.append(bridge)
+        await asyncio.to_thread(bridge.start, web_port)
+        await asyncio.to_thread(wait_until, lambda b=bridge: readyz(b).get("accounts", {})
+                                .get("pbx", {}).get("holder"), 15, what="a holder")
+        bridges[name] = bridge
+    a, b = bridges["A"], bridges["B"]
+    await asyncio.to_thread(wait_until, lambda: holds(a, "A") and standby_for(b, "A"), 15,
+                            what="A registered, B standing by")
+    phone = await asyncio.to_thread(Phone, "1001", password="pw1001", registrar=kam.uri)
+    peers.append(phone)
+    return kam, a, b, phone
+
+
+def carrier_ok(carrier: CarrierServer) -> None:
+    sids = iter(range(1, 10**6))
+    carrier.responder = lambda req: CannedResponse(
+        201, {"sid": f"SM{next(sids):032d}", "status": "queued"})
+
+
+def stored_twice(database: str) -> list[tuple]:
+    with psycopg.connect(database) as conn:
+        return conn.execute(
+            "SELECT provider, carrier_id, COUNT(*) FROM messages WHERE carrier_id IS NOT NULL "
+            "AND copy_of IS NULL GROUP BY provider, carrier_id HAVING COUNT(*) > 1").fetchall()
+
+
+def message_id(database: str, carrier_id: str) -> int:
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT id FROM messages WHERE carrier_id = %s",
+                           (carrier_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def metrics(bridge: BridgeProcess) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"{bridge.url}/metrics") as r:
+        return await r.text()
+
+
+async def test_both_ways_through_either_instance_and_a_cut_lock_connection(
+        tmp_path, peers, postgres):
+    database = postgres.create_database()
+    async with CarrierServer() as carrier:
+        carrier_ok(carrier)
+        kam, a, b, phone = await start_pair(tmp_path, peers, carrier, database)
+        holder_line = 'sip_sms_bridge_registration_holder{account="pbx",instance="A"} 1.0'
+        assert holder_line in await metrics(a) and holder_line in await metrics(b)
+
+        # inbound through either instance's webhook; the holder's SIP delivers both
+        assert await post_twilio_webhook(a, inbound_params("SMa", "via A")) == 200
+        assert await post_twilio_webhook(b, inbound_params("SMb", "via B")) == 200
+        # the carrier retries one webhook at the other instance: stored once
+        assert await post_twilio_webhook(b, inbound_params("SMa", "via A")) == 200
+        got = await asyncio.to_thread(phone.wait_messages, 2)
+        assert sorted(m["body"] for m in got) == ["via A", "via B"]
+        # outbound: the phone's texts reach the holder through the PBX; either sends them
+        for n in range(4):
+            assert await asyncio.to_thread(
+                phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}", f"out {n}") == 200
+        requests = await carrier.wait_for(4)
+        assert sorted(dict(r.form())["Body"] for r in requests) == [f"out {n}" for n in range(4)]
+        await asyncio.sleep(0.5)
+        assert len(phone.messages) == 2 and stored_twice(database) == []
+
+        # cut A's lock connection from the server: A stops acting for pbx, B takes over
+        with psycopg.connect(database, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s", (f"{APPLICATION} A",)).fetchall()
+        assert cut == [(True,)]
+        cut_at = time.monotonic()
+        await asyncio.to_thread(wait_until, lambda: holds(b, "B"), 20, what="B registered")
+        takeover = time.monotonic() - cut_at
+        await asyncio.to_thread(wait_until, lambda: standby_for(a, "B"), 10,
+                                what="A standing by")
+        assert "registration lease for pbx lost" in a.log_text()
+        assert 'instance="B"} 1.0' in await metrics(a)
+        # a text posted to A now goes out to the phone from B, the holder
+        assert await post_twilio_webhook(a, inbound_params("SMc", "after the cut")) == 200
+        await asyncio.to_thread(phone.wait_messages, 3)
+        assert phone.messages[-1]["body"] == "after the cut"
+        mid = message_id(database, "SMc")
+        assert f"message {mid} delivered" in b.log_text()
+        assert f"message {mid} delivered" not in a.log_text()
+        print(f"\nlock connection cut: B registered {takeover:.2f} s later")
+
+
+async def test_kill_9_of_the_holder_under_load_loses_nothing(tmp_path, peers, postgres):
+    database = postgres.create_database()
+    async with CarrierServer() as carrier:
+        carrier_ok(carrier)
+        kam, a, b, phone = await start_pair(tmp_path, peers, carrier, database)
+        acked_out: list[str] = []
+        acked_in: dict[str, str] = {}
+        sequence = 0
+
+        async def send_texts(stop: asyncio.Event) -> None:
+            nonlocal sequence
+            while not stop.is_set():
+                sequence += 1
+                body = f"out-{sequence}"
+                code = await asyncio.to_thread(
+                    phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}", body, timeout=2)
+                if code == 200:  # a MESSAGE the kill caught gets no answer: not acknowledged
+                    acked_out.append(body)
+
+        async def post_webhooks(stop: asyncio.Event, bridge: BridgeProcess) -> None:
+            nonlocal sequence
+            while not stop.is_set():
+                sequence += 1
+                sid, body = f"SM{sequence:032d}", f"in-{sequence}"
+                try:
+                    status = await post_twilio_webhook(bridge, inbound_params(sid, body))
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)  # down: not acknowledged
+                    continue
+                if status == 200:
+                    acked_in[sid] = body
+                await asyncio.sleep(0.02)  # a steady flow, not a flood of the phone
+
+        stop = asyncio.Event()
+        load = [asyncio.create_task(send_texts(stop)), asyncio.create_task(send_texts(stop)),
+                asyncio.create_task(post_webhooks(stop, a)),
+                asyncio.create_task(post_webhooks(stop, b))]
+        await asyncio.sleep(2.0)
+        before = (len(acked_out), len(acked_in))
+        a.kill()
+        killed_at = time.monotonic()
+        await asyncio.to_thread(wait_until, lambda: holds(b, "B"), 30, interval=0.05,
+                                what="B registered")
+        takeover = time.monotonic() - killed_at
+        assert before[0] and before[1], "the load never got through before the kill"
+        # the load goes on through B alone, until texts both ways got through it
+        await asyncio.to_thread(
+            wait_until, lambda: len(acked_out) >= before[0] + 3
+            and len(acked_in) >= before[1] + 3, 30, what="texts acknowledged by B")
+        stop.set()
+        await asyncio.gather(*load)
+
+        def carrier_bodies() -> set[str]:
+            return {dict(r.form())["Body"] for r in carrier.requests}
+
+        await asyncio.to_thread(wait_until, lambda: set(acked_out) <= carrier_bodies(), 60,
+                                what="every acknowledged outbound text at the carrier")
+        await asyncio.to_thread(
+            wait_until, lambda: set(acked_in.values()) <= {m["body"] for m in phone.messages},
+            60, what="every acknowledged inbound text at the phone")
+        assert stored_twice(database) == []  # no carrier message id stored twice
+        delivered = [m["body"] for m in phone.messages]
+        out_repeats = len(carrier.requests) - len(carrier_bodies())
+        print(f"\nkill -9 of the holder: B registered {takeover:.2f} s later; "
+              f"{len(acked_out)} outbound and {len(acked_in)} inbound acknowledged, "
+              f"all delivered (lost: 0); repeats: {out_repeats} to the carrier, "
+              f"{len(delivered) - len(set(delivered))} to the phone")
