@@ -223,3 +223,23 @@ async def test_kill_9_of_the_holder_under_load_loses_nothing(tmp_path, peers, po
               f"{len(acked_out)} outbound and {len(acked_in)} inbound acknowledged, "
               f"all delivered (lost: 0); repeats: {out_repeats} to the carrier, "
               f"{len(delivered) - len(set(delivered))} to the phone")
+
+
+def test_the_readme_two_instance_config_is_valid(tmp_path, monkeypatch):
+    """The worked config in README "Scaling out" loads as written (with its credentials)."""
+    from pathlib import Path
+
+    from bridge.settings import load_settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### A worked two-instance config", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "database-url").write_text("postgresql://bridge:pw@db.example.net/bridge")
+    (tmp_path / "pbx-password").write_text("secret")
+    (tmp_path / "twilio-token").write_text("twilio-auth-token")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "bridge.toml").write_text(block)
+    settings = load_settings(tmp_path / "bridge.toml")
+    assert settings.bridge.instance == "sms-a"
+    assert settings.bridge.database is not None
+    assert "pw" not in repr(settings.bridge)
