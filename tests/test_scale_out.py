@@ -20,6 +20,7 @@ from tests.carrier_server import CannedResponse, CarrierServer
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, wait_until
 from tests.test_e2e_core import inbound_params, post_twilio_webhook
+from tests.traffic import Traffic
 
 DID = "+15551230001"
 REMOTE = "+15557654321"
@@ -161,38 +162,15 @@ async def test_kill_9_of_the_holder_under_load_loses_nothing(tmp_path, peers, po
     async with CarrierServer() as carrier:
         carrier_ok(carrier)
         kam, a, b, phone = await start_pair(tmp_path, peers, carrier, database)
-        acked_out: list[str] = []
-        acked_in: dict[str, str] = {}
-        sequence = 0
-
-        async def send_texts(stop: asyncio.Event) -> None:
-            nonlocal sequence
-            while not stop.is_set():
-                sequence += 1
-                body = f"out-{sequence}"
-                code = await asyncio.to_thread(
-                    phone.send, f"sip:{REMOTE}@127.0.0.1:{kam.port}", body, timeout=2)
-                if code == 200:  # a MESSAGE the kill caught gets no answer: not acknowledged
-                    acked_out.append(body)
-
-        async def post_webhooks(stop: asyncio.Event, bridge: BridgeProcess) -> None:
-            nonlocal sequence
-            while not stop.is_set():
-                sequence += 1
-                sid, body = f"SM{sequence:032d}", f"in-{sequence}"
-                try:
-                    status = await post_twilio_webhook(bridge, inbound_params(sid, body))
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)  # down: not acknowledged
-                    continue
-                if status == 200:
-                    acked_in[sid] = body
-                await asyncio.sleep(0.02)  # a steady flow, not a flood of the phone
-
+        traffic = Traffic()
+        acked_out, acked_in = traffic.acked_out, traffic.acked_in
+        target = f"sip:{REMOTE}@127.0.0.1:{kam.port}"
         stop = asyncio.Event()
-        load = [asyncio.create_task(send_texts(stop)), asyncio.create_task(send_texts(stop)),
-                asyncio.create_task(post_webhooks(stop, a)),
-                asyncio.create_task(post_webhooks(stop, b))]
+        # a steady flow of webhooks to each, not a flood of the phone
+        load = [asyncio.create_task(traffic.send_texts(phone, target, stop)),
+                asyncio.create_task(traffic.send_texts(phone, target, stop)),
+                asyncio.create_task(traffic.post_webhooks(a, stop, pause=0.1)),
+                asyncio.create_task(traffic.post_webhooks(b, stop, pause=0.1))]
         await asyncio.sleep(2.0)
         before = (len(acked_out), len(acked_in))
         a.kill()

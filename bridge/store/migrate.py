@@ -42,8 +42,9 @@ def migrate(source: Path, media_dir: Path, url: str, *, force: bool = False) -> 
     if not source.exists():
         raise StoreError(f"no database at {source}")
     SqliteBackend(source).connect().close()  # brings it to the current schema
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, isolation_level=None)
     src.row_factory = sqlite3.Row
+    src.execute("BEGIN")  # one snapshot for every table, even if something still writes
     target = PostgresBackend(url, "migrate-db").connect()
     try:
         return _copy(src, media_dir, target, force)
