@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd postgresql
+DEBIAN_PACKAGES := kamailio sip-tester systemd baresip-core linphone-cli postgresql
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -38,10 +38,12 @@ test: debian-packages $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
-# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests).
+# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests),
+# then one bridge on SQLite against two on PostgreSQL (bench/scale_out.py, about 1 minute).
 # BENCH_ARGS: e.g. --quick, --durability full, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.scale_out
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache

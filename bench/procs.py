@@ -344,16 +344,17 @@ class SippResult:
     returncode: int
 
 
-def run_sipp(target: str, *, count: int, rate: int, tag: str, timeout: float = 60) -> SippResult:
+def run_sipp(target: str, *, count: int, rate: int, tag: str, timeout: float = 60,
+             transport: str = "u1") -> SippResult:
     """sipp UAC: ``count`` MESSAGEs to REMOTE at ``rate`` per second, from the SENDERS in
-    turn."""
+    turn, over one UDP socket (``u1``) or one TCP connection (``t1``), as a PBX trunk."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-sipp-"))
     stats = workdir / "stats.csv"
     senders = workdir / "senders.csv"
     senders.write_text("SEQUENTIAL\n" + "".join(f"{s};\n" for s in SENDERS))
     args = ["sipp", "-sf", str(BENCH / "sipp" / "message_ts.xml"), target,
             "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(count), "-r", str(rate),
-            "-rp", "1000", "-l", str(max(1000, rate * 4)), "-nostdin",
+            "-rp", "1000", "-l", str(max(1000, rate * 4)), "-nostdin", "-t", transport,
             "-timeout", f"{int(timeout)}s", "-max_recv_loops", "5000", "-max_sched_loops",
             "5000", "-inf", str(senders), "-key", "to", REMOTE, "-key", "tag", tag,
             "-trace_stat", "-stf", str(stats), "-fd", "1"]

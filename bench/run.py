@@ -24,6 +24,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvloop
@@ -32,6 +33,7 @@ from bench import scenarios as sc
 from bench.procs import Bridge, Carrier, Uas, machine_busy, memory_kib
 
 RATES = (250, 500, 750, 1000, 1500, 2000, 3000, 4000)
+MEMORY_RATE, MEMORY_SECONDS = 1000, 60.0  # phones texting steadily, per transport
 
 
 @dataclasses.dataclass
@@ -76,7 +78,29 @@ def _pct(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.0f}%"
 
 
-def report(runs: list[Run], ceil: sc.Ceilings, backlog: sc.Backlog | None) -> str:
+async def memory(root: Path, carrier: Carrier, rate: int, seconds: float) -> list[sc.MemoryRun]:
+    """Peak RSS with phones texting at ``rate`` for ``seconds``, over UDP and over TCP, each
+    with a bridge of its own (so each peak is that transport's alone)."""
+    runs = []
+    uas = Uas()
+    try:
+        for transport in ("udp", "tcp"):
+            bridge = Bridge(root / f"memory-{transport}", uas.port, carrier.url, "full")
+            try:
+                await asyncio.to_thread(bridge.start)
+                run = await sc.memory_run(bridge, carrier, transport, rate, seconds)
+            finally:
+                await asyncio.to_thread(bridge.stop)
+            print(f"  {transport}: {run.delivered:,}/{run.sent:,} delivered, RSS "
+                  f"{run.start_rss_mib:.0f} -> peak {run.peak_rss_mib:.0f} MiB", flush=True)
+            runs.append(run)
+    finally:
+        uas.close()
+    return runs
+
+
+def report(runs: list[Run], ceil: sc.Ceilings, backlog: sc.Backlog | None,
+           memory_runs: Sequence[sc.MemoryRun] = ()) -> str:
     cols = [r.durability for r in runs]
     rows: list[tuple[str, list[str]]] = []
 
@@ -121,6 +145,11 @@ def report(runs: list[Run], ceil: sc.Ceilings, backlog: sc.Backlog | None) -> st
         add("  start-up to ready with the backlog (s)",
             [f"{backlog.startup_seconds:.2f}", *blank])
         add("  peak RSS while draining (MiB)", [f"{backlog.peak_rss_mib:.0f}", *blank])
+    for m in memory_runs:
+        blank = [""] * (len(cols) - 1)
+        add(f"Phones texting at {m.rate:,}/s for {m.seconds:.0f} s over {m.transport.upper()}: "
+            "peak RSS (MiB)", [f"{m.peak_rss_mib:.0f} (from {m.start_rss_mib:.0f}; "
+                               f"{m.delivered:,}/{m.sent:,} delivered)", *blank])
     add("Ceiling: pjsua2 → pjsua2 MESSAGE (msg/s)", [f"{ceil.sip_per_s:,.0f}"] * len(cols))
     add("Ceiling: aiohttp client → aiohttp server POST (req/s)",
         [f"{ceil.http_per_s:,.0f}"] * len(cols))
@@ -179,19 +208,26 @@ async def main_async(args: argparse.Namespace) -> int:
                                        backlog_count)
             print(f"  prefill {backlog.prefill_seconds:.1f} s; drained {backlog.drained:,} "
                   f"at {backlog.drain_per_s:,.0f}/s", flush=True)
+        memory_runs: list[sc.MemoryRun] = []
+        if not args.no_memory:
+            rate, seconds = (500, 10.0) if args.quick else (MEMORY_RATE, MEMORY_SECONDS)
+            print(f"memory: phones texting at {rate}/s for {seconds:.0f} s, UDP then TCP",
+                  flush=True)
+            memory_runs = await memory(root, carrier, rate, seconds)
     finally:
         carrier.close()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nfinished in {time.monotonic() - started:.0f} s on {machine()}; machine "
           f"{busy:.0f}% busy before the start, {machine_busy():.0f}% after the end\n")
-    print(report(runs, ceil, backlog))
+    print(report(runs, ceil, backlog, memory_runs))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": machine(),
             "ceilings": dataclasses.asdict(ceil),
             "runs": [dataclasses.asdict(r) for r in runs],
             "backlog": dataclasses.asdict(backlog) if backlog else None,
+            "memory": [dataclasses.asdict(m) for m in memory_runs],
         }, indent=2))
     return 0
 
@@ -203,6 +239,8 @@ def main() -> int:
     parser.add_argument("--durability", nargs="+", choices=["full", "normal"],
                         default=["full", "normal"])
     parser.add_argument("--no-backlog", action="store_true")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the steady-rate memory runs over UDP and TCP")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args()

@@ -159,6 +159,34 @@ async def sms_to_phone_step(bridge: Bridge, uas: Uas, rate: int, label: str) -> 
     return _finish(step, matched, duplicates)
 
 
+@dataclass
+class MemoryRun:
+    """Peak resident memory while phones text at a steady rate over one transport."""
+
+    transport: str  # "udp" (pjsua, transaction state kept 32 s) or "tcp" (the own listener)
+    rate: int
+    seconds: float
+    sent: int
+    delivered: int
+    start_rss_mib: float
+    peak_rss_mib: float
+
+
+async def memory_run(bridge: Bridge, carrier: Carrier, transport: str, rate: int,
+                     seconds: float) -> MemoryRun:
+    """sipp at ``rate`` for ``seconds`` over ``transport``; the bridge's peak RSS (VmHWM of a
+    bridge started for this run alone)."""
+    tag = f"m{transport}{rate}"
+    sent = int(rate * seconds)
+    start = memory_kib(bridge.pid)["VmRSS"] / 1024
+    sipp = await asyncio.to_thread(run_sipp, f"127.0.0.1:{bridge.sip_port}", count=sent,
+                                   rate=rate, tag=tag, timeout=seconds * 3 + 30,
+                                   transport="t1" if transport == "tcp" else "u1")
+    await wait_for_count(lambda: carrier.count(f"bench {tag} "), sipp.successful)
+    return MemoryRun(transport, rate, seconds, sent, carrier.count(f"bench {tag} "), start,
+                     memory_kib(bridge.pid)["VmHWM"] / 1024)
+
+
 async def stepped(run_step: Callable[[int], Awaitable[Step]], rates: tuple[int, ...]
                   ) -> list[Step]:
     """Step the offered load up until a step is not sustained."""

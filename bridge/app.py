@@ -14,20 +14,26 @@ import signal
 import socket
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 
 from bridge.core import Bridge, Notifier
 from bridge.dispatch import Dispatcher, RetryPolicy
 from bridge.media import MediaStore
 from bridge.metrics import Metrics
-from bridge.model import Direction
+from bridge.model import Direction, SipText
 from bridge.providers.base import Provider
 from bridge.providers.registry import provider_class
 from bridge.routing import Router
 from bridge.secrets import reveal
 from bridge.settings import Settings
-from bridge.sip.engine import SipEngine
+from bridge.sip import imdn, wire
+from bridge.sip.engine import TRUNK_ACCOUNT, SipEngine
+from bridge.sip.journal import Journal
+from bridge.sip.status import MAX_PART_BYTES
+from bridge.sip.tcp import SipTcpListener
 from bridge.store import store_for
 from bridge.store.leases import registration_leases
+from bridge.uris import user_of
 from bridge.web.admin import AdminApi
 from bridge.web.media import MediaRoutes
 from bridge.web.server import WebhookServer
@@ -35,6 +41,7 @@ from bridge.web.server import WebhookServer
 log = logging.getLogger("bridge.app")
 
 MEDIA_DIR = "media"
+JOURNAL_DIR = "sip-journal"
 MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
 REGISTRATION_WAIT = 10.0  # seconds start-up waits for registrations before READY=1
 EXIT_RESTART = 75  # EX_TEMPFAIL: stopped cleanly to be started again (Restart=on-failure)
@@ -45,6 +52,14 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
         cfg.name: provider_class(cfg.type)(cfg, public_url=settings.bridge.public_url)
         for cfg in settings.providers
     }
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server's TLS context: TLS 1.2 at least, the full-chain certificate and its key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def resident_mib() -> int | None:
@@ -83,7 +98,13 @@ class Application:
         delivery = settings.delivery
         policy = RetryPolicy(first=delivery.first_retry_seconds,
                              maximum=delivery.max_retry_seconds)
-        self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message)
+        self.journal = Journal(settings.bridge.state_dir / JOURNAL_DIR)
+        tcp = bool({"tcp", "tls"} & set(settings.sip.transports))
+        self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message,
+                             journal=self.journal, own_tcp=tcp)
+        self.sip_tcp = (SipTcpListener(self._on_tcp_text, self._account_reached,
+                                       max_body_bytes=settings.sip.max_body_bytes,
+                                       user_agent=settings.sip.user_agent) if tcp else None)
         self.metrics = Metrics()
         self.metrics.observe_state(self.store.queue_stats, self._registered)
         # several instances on PostgreSQL: one registers each account (advisory lock)
@@ -94,7 +115,8 @@ class Application:
                                 settings.media, settings.bridge.public_url)
         self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
                              Notifier(self._wake_outbound, self._wake_inbound), self.metrics,
-                             media=self.media)
+                             media=self.media, imdn_formatter=imdn.render,
+                             sip_part_bytes=MAX_PART_BYTES)
         self.outbound = Dispatcher(Direction.OUT, self.store, self.bridge.send_sms,
                                    self.bridge.finished, policy, delivery.carrier_concurrency,
                                    self.metrics)
@@ -125,19 +147,57 @@ class Application:
     def _wake_inbound(self) -> None:
         self.inbound.wake()
 
-    def _on_sip_message(self, message) -> None:  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(self.bridge.on_sip_message(message))
+    def _on_sip_message(self, text: SipText) -> None:
+        task = asyncio.create_task(self.bridge.on_sip_text(text))
         self._intake.add(task)
         task.add_done_callback(self._intake.discard)
+        task.add_done_callback(lambda _: self.journal.done(text.intake_key))
+
+    async def _on_tcp_text(self, text: SipText) -> bool:
+        task = asyncio.create_task(self.bridge.on_sip_text(text))
+        self._intake.add(task)  # so that a stop waits for it
+        task.add_done_callback(self._intake.discard)
+        return await asyncio.shield(task)
+
+    def _account_reached(self, message: wire.RawMessage) -> str:
+        """The account a MESSAGE over our TCP listener is for: a registration whose user it
+        names in its Request-URI, else the trunk listener."""
+        uri = message.start_line.split(" ")[1] if message.start_line.count(" ") >= 2 else ""
+        user = user_of(uri)
+        for account in self.settings.accounts:
+            if account.mode == "register" and user and user == account.username:
+                return account.name
+        return TRUNK_ACCOUNT
+
+    async def _replay_journal(self) -> None:
+        """MESSAGEs that pjsua answered before a crash and that the store may not have:
+        through the normal intake again (the store recognises those it already has)."""
+        segments = self.journal.left_over()
+        replayed = 0
+        for segment in segments:
+            for record in Journal.read(segment):
+                text = wire.decode(record.raw, account=record.account, source=record.source,
+                                   max_body_bytes=self.settings.sip.max_body_bytes,
+                                   intake_key=record.key)
+                if text is not None:
+                    await self.bridge.on_sip_text(text)
+                    replayed += 1
+        for segment in segments:
+            segment.unlink(missing_ok=True)
+        if segments:
+            log.info("SIP journal: %d MESSAGEs from the last run checked against the store",
+                     replayed)
 
     def _web_tls(self) -> ssl.SSLContext | None:
         web = self.settings.web
         if web.tls_cert_file is None or web.tls_key_file is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(web.tls_cert_file, web.tls_key_file)
-        return context
+        return server_tls(web.tls_cert_file, web.tls_key_file)
+
+    def _sip_tls(self) -> ssl.SSLContext:
+        sip = self.settings.sip
+        assert sip.tls_cert_file is not None and sip.tls_key_file is not None
+        return server_tls(sip.tls_cert_file, sip.tls_key_file)
 
     def _registered(self) -> dict[str, bool]:
         return {a.name: self.sip.is_registered(a.name) for a in self.settings.accounts
@@ -183,11 +243,22 @@ class Application:
         resumed = await self.store.recover()
         if resumed:
             log.info("resumed %d messages that were in flight at the last stop", resumed)
+        await self._replay_journal()
         self._media_retention = asyncio.create_task(
             self.media.run_retention(MEDIA_CLEANUP_SECONDS), name="media-retention")
         for provider in self.providers.values():
             await provider.start()
         await self.sip.start()
+        if self.sip_tcp is not None:
+            sip = self.settings.sip
+            if "tcp" in sip.transports:
+                port = await self.sip_tcp.start(sip.listen, self.sip.port)
+                log.info("SIP over TCP (texts up to %d bytes) on port %d", sip.max_body_bytes,
+                         port)
+            if "tls" in sip.transports:
+                port = await self.sip_tcp.start(sip.listen, sip.tls_port, self._sip_tls())
+                log.info("SIP over TLS (texts up to %d bytes) on port %d", sip.max_body_bytes,
+                         port)
         if self.leases is not None:
             self.leases.start()
         await self.web.start(self.settings.web.listen, self.settings.web.port,
@@ -248,6 +319,8 @@ class Application:
             if task is not None:
                 task.cancel()
         await self.web.stop()  # no new webhooks
+        if self.sip_tcp is not None:
+            await self.sip_tcp.stop()  # no new texts over TCP; those being stored are answered
         if self._intake:
             await asyncio.wait(self._intake, timeout=5)
         await self.outbound.stop()
@@ -255,6 +328,7 @@ class Application:
         if self.leases is not None:
             await self.leases.stop()
         await self.sip.stop()
+        self.journal.close()
         for provider in self.providers.values():
             await provider.close()
         if self._media_retention is not None:

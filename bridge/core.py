@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,15 +23,19 @@ from bridge.dispatch import Defer, Done, Fail, Outcome, Retry
 from bridge.media import MediaStore
 from bridge.metrics import Metrics
 from bridge.model import (
+    Content,
     DeliveryReport,
     Direction,
+    ImdnRequest,
     InboundEvent,
     InboundMessage,
     Kind,
     OutboundSms,
     SendFailed,
     Sent,
-    SipMessage,
+    SipOutcome,
+    SipResult,
+    SipText,
     State,
 )
 from bridge.numbers import InvalidNumber, to_e164
@@ -39,21 +44,33 @@ from bridge.pacing import Pacer
 from bridge.providers.base import MMS_UNSUPPORTED_CODES, Provider
 from bridge.routing import OutboundRoute, Refusal, Router
 from bridge.settings import Settings
-from bridge.sip.content import BodyError, Content, host_of, parse_body, user_of
 from bridge.store import NewMessage, Store, StoredMessage
+from bridge.textparts import split_marked, utf8_len
 
 log = logging.getLogger("bridge.core")
 
 
 class SipSender(Protocol):
-    """Sends one MESSAGE; returns the final SIP status code (``SipEngine.send``)."""
+    """Sends one MESSAGE; returns its classified final answer (``SipEngine.send``)."""
 
     def __call__(self, account: str, target: str, from_uri: str, body: str,
-                 content_type: str = ...) -> Awaitable[int]: ...
+                 content_type: str = ...) -> Awaitable[SipResult]: ...
 
 
-# SIP answers that mean "not now" (phone offline, busy, overloaded) rather than "never".
-SIP_RETRYABLE = frozenset({0, 404, 408, 480, 486, 500, 503, 504})
+class ImdnFormatter(Protocol):
+    """Renders a delivery notification for a phone (``bridge.sip.imdn.render``): the body
+    and its content type."""
+
+    def __call__(self, request: ImdnRequest, delivered: bool, from_uri: str,
+                 to_uri: str) -> tuple[str, str]: ...
+
+
+# The SIP side's limit for one MESSAGE to a phone, unless the app says otherwise.
+DEFAULT_SIP_PART_BYTES = 2600
+# At most this many notices to one extension a minute: nothing a phone sends can start a
+# loop of notices (and a phone that answers everything is not flooded).
+NOTICES_PER_MINUTE = 12
+STORE_TROUBLE = "the bridge cannot store texts right now; send it again in a few minutes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +101,14 @@ class Bridge:
         notify: Notifier,
         metrics: Metrics | None = None,
         media: MediaStore | None = None,
+        *,
+        imdn_formatter: ImdnFormatter | None = None,
+        sip_part_bytes: int = DEFAULT_SIP_PART_BYTES,
     ) -> None:
         self.media = media  # None: media links are passed through as they came
+        self.imdn_formatter = imdn_formatter  # None: phones' IMDN requests are not answered
+        self.sip_part_bytes = sip_part_bytes
+        self._notices: defaultdict[tuple[str, str], deque[float]] = defaultdict(deque)
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.router = router
@@ -98,43 +121,49 @@ class Bridge:
 
     # --- phone -> SMS: intake ---------------------------------------------------------------
 
-    async def on_sip_message(self, sip: SipMessage) -> None:
-        """A MESSAGE arrived (pjsua already answered 200). Store it, or refuse it with a
-        notice; never raise."""
+    async def on_sip_text(self, sip: SipText) -> bool:
+        """A MESSAGE arrived, decoded and checked by the SIP edge. Store it, or refuse it
+        with a notice; if the store cannot take it, tell the sender at once and return False
+        (the TCP edge then answers 503 instead of 200). Never raises."""
         try:
-            await self._on_sip_message(sip)
-        except Exception:
-            log.exception("SIP MESSAGE from %s (Call-ID %s) could not be handled",
-                          sip.source, sip.call_id)
+            await self._on_sip_text(sip)
+            return True
+        except Exception as exc:
+            log.error("MESSAGE from %s (Call-ID %s) could not be stored: %s", sip.source,
+                      sip.call_id, exc or type(exc).__name__)
+            try:
+                await self._tell_now(sip, f"SMS to {sip.to_user or 'that number'} not sent: "
+                                          f"{STORE_TROUBLE}")
+            except Exception as notice_exc:
+                log.error("could not tell %s either: %s", sip.from_user or sip.source,
+                          notice_exc or type(notice_exc).__name__)
+            return False
 
-    async def _on_sip_message(self, sip: SipMessage) -> None:
-        account = self.router.account_for_source(sip.account, sip.source,
-                                                 host_of(sip.from_uri))
+    async def _on_sip_text(self, sip: SipText) -> None:
+        account = self.router.account_for_source(sip.account, sip.source, sip.from_host)
         if account is None:
             log.warning("MESSAGE from %s refused: source not allowed (Call-ID %s)",
                         sip.source, sip.call_id)
             return
-        extension = user_of(sip.from_uri)
-        dialled = user_of(sip.to_uri)
-        if not extension:
-            log.warning("MESSAGE from %s refused: no user in From %s", sip.source, sip.from_uri)
-            return
-        refusal: str | None = None
-        text = ""
-        content: Content | None = None
-        if len(sip.body) > self.settings.sip.max_body_bytes:
-            refusal = f"the message is too long ({len(sip.body)} bytes)"
-        else:
-            try:
-                content = parse_body(sip.content_type, sip.body)
-                text = content.text
-                refusal = await mms.refusal_of(self.media, content)
-            except BodyError as exc:
-                refusal = str(exc)
+        refusal, content = sip.refusal, sip.content
+        if refusal is None and content is not None:
+            refusal = await mms.refusal_of(self.media, content)
+        if not sip.from_user:  # nobody to tell: kept as refused, so `show` explains it
+            refusal = refusal or "the sender's address (From) has no usable user part"
         await self._route_and_store(
-            account, extension, dialled, text, refusal,
-            f"received by SIP from {sip.source} (Call-ID {sip.call_id})", notice=True,
-            content=content)
+            account, sip.from_user or "unknown", sip.to_user, content.text if content else "",
+            refusal, f"received by SIP from {sip.source} (Call-ID {sip.call_id})",
+            notice=bool(sip.from_user), content=content if refusal is None else None,
+            intake_key=sip.intake_key, imdn=sip.imdn)
+
+    async def _tell_now(self, sip: SipText, text: str) -> None:
+        """A notice sent straight to the phone, without the store (which is failing)."""
+        account = self.router.account_for_source(sip.account, sip.source, sip.from_host)
+        if account is None or not sip.from_user or not self._may_notify(account, sip.from_user):
+            return
+        remote = _remote_guess(sip.to_user, self.router.accounts[account].default_region)
+        await self.send_sip(account, self.router.extension_uri(account, sip.from_user),
+                            self._from_uri(account, remote), text)
 
     async def submit(self, extension: str, to: str, text: str,
                      account: str | None = None) -> Submission:
@@ -162,7 +191,7 @@ class Bridge:
         message_id, refusal = await self._route_and_store(
             account, extension, to, text, refusal, "submitted through the admin API",
             notice=False)
-        return Submission(message_id, refusal)
+        return Submission(message_id or None, refusal)
 
     async def retry(self, message_id: int) -> Submission:
         """An operator's retry (admin API): a failed or queued message is attempted now."""
@@ -182,10 +211,11 @@ class Bridge:
     async def _route_and_store(
         self, account: str, extension: str, dialled: str, text: str, refusal: str | None,
         origin: str, *, notice: bool, content: Content | None = None,
+        intake_key: str | None = None, imdn: ImdnRequest | None = None,
     ) -> tuple[int, str | None]:
         """The one path every phone->SMS text takes (SIP MESSAGE or admin API): permission
         and routing, then stored as queued, or as rejected with the reason. Returns the
-        message id and the refusal, if any."""
+        message id (0 for a SIP journal replay of a text already stored) and the refusal."""
         route = None
         remote = _remote_guess(dialled, self.router.accounts[account].default_region)
         if refusal is None:
@@ -201,8 +231,10 @@ class Bridge:
             (message_id,) = await self.store.insert([NewMessage(
                 direction=Direction.OUT, account=account, extension=extension, remote=remote,
                 body=text, expires_at=now, state=State.REJECTED, last_error=refusal,
-                event_detail=f"refused: {refusal} ({origin})",
+                event_detail=f"refused: {refusal} ({origin})", intake_key=intake_key,
             )]) or (0,)
+            if not message_id:
+                return 0, refusal  # a replayed MESSAGE, refused (and told) the first time
             self.metrics.outcome(Direction.OUT, None, State.REJECTED, "refused")
             log.info("message %d from %s/%s to %s refused: %s", message_id, account, extension,
                      dialled, refusal, extra={"message_id": message_id})
@@ -216,7 +248,10 @@ class Bridge:
             direction=Direction.OUT, account=account, extension=extension, remote=route.to,
             did=route.did, provider=route.provider, body=text, expires_at=now + self.expiry,
             sender_id=route.sender_id, event_detail=origin, media=media,
+            intake_key=intake_key, imdn=imdn,
         )]) or (0,)
+        if not message_id:
+            return 0, None  # a replayed MESSAGE, stored the first time
         log.info("message %d queued: %s/%s -> %s via %s from %s", message_id, account,
                  extension, route.to, route.provider, route.did,
                  extra={"message_id": message_id})
@@ -362,31 +397,63 @@ class Bridge:
 
     async def send_sip_message(self, message: StoredMessage) -> Outcome:
         target = self.router.extension_uri(message.account, message.extension)
-        domain = self.router.domain(message.account)
-        if message.remote.lstrip("+").isdigit():  # E.164 or a short code
-            from_uri = f'"{message.remote}" <sip:{message.remote}@{domain}>'
-        else:
-            from_uri = f'"SMS bridge" <sip:sms-bridge@{domain}>'
+        from_uri = self._from_uri(message.account, message.remote)
+        if message.kind == Kind.IMDN:
+            return await self._send_imdn(message, target, from_uri)
         ext = self.router.extensions.get((message.account, message.extension))
         fmt = (ext.media_format if ext else None) or self.settings.media.phone_format
         parts = await mms.phone_parts(self.media, self.providers.get(message.provider or ""),
                                       message, fmt)
         if isinstance(parts, Retry):
             return parts
-        code = 0
-        for part in parts:  # a failure part-way repeats the earlier parts on the next attempt
+        result = SipResult(0, SipOutcome.RETRY, "nothing sent")
+        # a failure part-way repeats the earlier parts on the next attempt (at least once)
+        for body, content_type in self._fitted(parts):
             with self.metrics.sip_latency.time():
-                if part.content_type == mms.TEXT_PLAIN:
-                    code = await self.send_sip(message.account, target, from_uri, part.body)
-                else:
-                    code = await self.send_sip(message.account, target, from_uri, part.body,
-                                               part.content_type)
-            if not 200 <= code < 300:
+                result = await self.send_sip(message.account, target, from_uri, body,
+                                             content_type)
+            if result.outcome is not SipOutcome.DELIVERED:
                 break
-        if 200 <= code < 300:
-            return Done(State.DELIVERED, detail=f"extension {message.extension} answered {code}")
-        reason = f"extension {message.extension} answered {code}" if code else "no answer"
-        return Retry(reason) if code in SIP_RETRYABLE else Fail(reason, "phone_refused")
+        return self._sip_outcome(message, result)
+
+    def _fitted(self, parts: list[mms.SipPart]) -> list[tuple[str, str]]:
+        """The MESSAGEs to send: a text too long for one SIP packet goes as several, in
+        order and marked (1/n), (2/n), ..."""
+        out: list[tuple[str, str]] = []
+        for part in parts:
+            if part.content_type == mms.TEXT_PLAIN and utf8_len(part.body) > self.sip_part_bytes:
+                out.extend((piece, part.content_type)
+                           for piece in split_marked(part.body, self.sip_part_bytes))
+            else:
+                out.append((part.body, part.content_type))
+        return out
+
+    def _sip_outcome(self, message: StoredMessage, result: SipResult) -> Outcome:
+        who = f"extension {message.extension}"
+        if result.outcome is SipOutcome.DELIVERED:
+            return Done(State.DELIVERED, detail=f"{who} answered {result.code}")
+        if result.outcome is SipOutcome.TOO_LARGE:  # never heals: not worth days of retries
+            return Fail(f"{who} cannot be sent it: {result.reason or 'too large'}",
+                        "phone_refused")
+        reason = f"{who} answered {result.code}" if result.code else (result.reason
+                                                                       or "no answer")
+        return Retry(reason) if result.outcome is SipOutcome.RETRY else Fail(reason,
+                                                                             "phone_refused")
+
+    async def _send_imdn(self, message: StoredMessage, target: str, from_uri: str) -> Outcome:
+        if message.imdn is None or self.imdn_formatter is None:
+            return Fail("no delivery notification to send", "other")
+        body, content_type = self.imdn_formatter(message.imdn, message.body == "delivered",
+                                                 from_uri, target)
+        result = await self.send_sip(message.account, target, from_uri, body, content_type)
+        return self._sip_outcome(message, result)
+
+    def _from_uri(self, account: str, remote: str) -> str:
+        """Who a MESSAGE to a phone is from: the texter's number, so a reply goes to them."""
+        domain = self.router.domain(account)
+        if remote.lstrip("+").isascii() and remote.lstrip("+").isdigit():  # E.164, short code
+            return f'"{remote}" <sip:{remote}@{domain}>'
+        return f'"SMS bridge" <sip:sms-bridge@{domain}>'
 
     # --- telling the sender -----------------------------------------------------------------
 
@@ -399,6 +466,8 @@ class Bridge:
             return
         if message.kind != Kind.TEXT:
             return
+        if message.imdn is not None and state in (State.DELIVERED, State.FAILED):
+            await self._queue_imdn(message, state)
         policy = self.settings.delivery.notify_sender
         if policy == "none" or (policy == "failures" and state != State.FAILED):
             return
@@ -407,6 +476,22 @@ class Bridge:
         else:
             text = f"SMS to {message.remote}: {state}"
         await self._notice(message.account, message.extension, message.remote, text)
+
+    async def _queue_imdn(self, message: StoredMessage, state: State) -> None:
+        """The phone asked (RFC 5438) to hear of delivery: queue the notification that shows
+        its text as delivered or failed. Stored like a notice, so an offline phone gets it."""
+        assert message.imdn is not None
+        delivered = state == State.DELIVERED
+        if not (message.imdn.positive if delivered else message.imdn.negative):
+            return
+        await self.store.insert([NewMessage(
+            direction=Direction.IN, kind=Kind.IMDN, account=message.account,
+            extension=message.extension, remote=message.remote, did=message.did,
+            body="delivered" if delivered else "failed", imdn=message.imdn,
+            expires_at=time.time() + self.expiry,
+            event_detail=f"delivery notification for message {message.id} ({state})",
+        )])
+        self.notify.inbound()
 
     async def _fall_back(self, message: StoredMessage) -> None:
         if message.provider is None or message.did is None:
@@ -428,9 +513,25 @@ class Bridge:
                  route.fallback, ids)
         self.notify.inbound()
 
+    def _may_notify(self, account: str, extension: str) -> bool:
+        """At most NOTICES_PER_MINUTE notices to one extension: past that they are logged and
+        dropped, so no peer, however it answers, can start a loop."""
+        now = time.monotonic()
+        sent = self._notices[(account, extension)]
+        while sent and now - sent[0] > 60:
+            sent.popleft()
+        if len(sent) >= NOTICES_PER_MINUTE:
+            log.warning("notice to %s/%s not sent: more than %d notices a minute", account,
+                        extension, NOTICES_PER_MINUTE)
+            return False
+        sent.append(now)
+        return True
+
     async def _notice(self, account: str, extension: str, remote: str, text: str) -> None:
         """Queue a notice to a phone, from the number it was texting (so it shows in the
         same conversation). Stored like any text, so it survives an offline phone."""
+        if not self._may_notify(account, extension):
+            return
         await self.store.insert([NewMessage(
             direction=Direction.IN, kind=Kind.NOTICE, account=account, extension=extension,
             remote=remote, body=text, expires_at=time.time() + self.expiry,

@@ -132,12 +132,20 @@ class Dispatcher:
         return len(self._in_flight)
 
     async def _run(self) -> None:
+        failing = False
         while not self._stopping:
             try:
                 await self._cycle()
-            except Exception:
-                log.exception("%s dispatcher cycle failed; retrying", self.direction)
+            except Exception as exc:  # the store is failing (disk full, I/O error)
+                if not failing:
+                    log.error("%s dispatcher cannot read the queue (%s); trying again every "
+                              "second", self.direction, exc or type(exc).__name__)
+                failing = True
                 await asyncio.sleep(1)
+            else:
+                if failing:
+                    log.info("%s dispatcher reads the queue again", self.direction)
+                failing = False
 
     async def _cycle(self) -> None:
         self._wake.clear()
@@ -173,10 +181,32 @@ class Dispatcher:
             except Exception as exc:  # a bug in an adapter must not lose the message
                 log.exception("message %d: attempt raised", message.id)
                 outcome = Retry(f"internal error: {type(exc).__name__}")
-            await self._record(message, outcome)
+            await self._record_until_stored(message, outcome)
         finally:
             self._slots.release()
             self._wake.set()
+
+    async def _record_until_stored(self, message: StoredMessage, outcome: Outcome) -> None:
+        """Record an attempt's outcome, however long the store needs to take writes again: the
+        attempt happened (the carrier or the phone has the text), so it must not stay
+        ``sending`` nor be made again. Shutdown leaves it to the restart's recovery."""
+        delay = 0.5
+        while True:
+            try:
+                await self._record(message, outcome)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    log.error("message %d: outcome not recorded before shutdown (%s); it is "
+                              "attempted again at the next start", message.id, exc)
+                    return
+                log.warning("message %d: cannot record its outcome yet (%s); retrying in "
+                            "%.1f s", message.id, exc or type(exc).__name__, delay,
+                            extra={"message_id": message.id})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _record(self, message: StoredMessage, outcome: Outcome) -> None:
         ids = {"message_id": message.id}

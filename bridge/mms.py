@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from bridge import fthttp
 from bridge.dispatch import Fail, Retry
 from bridge.media import MediaStore, Refused
-from bridge.model import MediaRef
+from bridge.model import Content, MediaRef
 from bridge.providers.base import MediaFetchError, Provider
-from bridge.sip.content import Content
 from bridge.store import StoredMedia, StoredMessage
 
 log = logging.getLogger("bridge.mms")

@@ -56,6 +56,7 @@ def can_transition(current: State, new: State, *, by_operator: bool = False) -> 
 class Kind(enum.StrEnum):
     TEXT = "text"  # a text from a person
     NOTICE = "notice"  # the bridge telling a phone why its text did not go out
+    IMDN = "imdn"  # a delivery notification (RFC 5438) to a phone that asked for one
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +157,107 @@ class DeliveryReport:
 InboundEvent = InboundMessage | DeliveryReport
 
 
+class SipOutcome(enum.StrEnum):
+    """What a phone's answer to a MESSAGE means for the text (decided by the SIP side)."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # offline, busy, overloaded: try again later
+    REFUSED = "refused"  # for good (403, 603, ...)
+    TOO_LARGE = "too_large"  # does not fit one MESSAGE: send it in smaller parts
+
+
 @dataclass(frozen=True, slots=True)
-class SipMessage:
-    """A SIP MESSAGE the engine received, reduced to what the core needs."""
+class SipResult:
+    code: int  # the SIP status code (0 when nothing was sent)
+    outcome: SipOutcome
+    reason: str = ""
+
+
+# --- what the SIP edge hands the core ---------------------------------------------------
+
+
+def is_valid_text(value: str) -> bool:
+    """True when ``value`` can be stored and sent as UTF-8: no lone surrogates (what a
+    surrogate-escaped wire byte becomes) and no NUL."""
+    return "\0" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
+def _require_text(**fields: str) -> None:
+    for name, value in fields.items():
+        if not is_valid_text(value):
+            raise ValueError(f"{name} is not valid text")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a phone carried in the MESSAGE body itself."""
+
+    content_type: str
+    data: bytes
+    filename: str = ""
+
+    def __post_init__(self) -> None:
+        _require_text(content_type=self.content_type, filename=self.filename)
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """A phone's text as the SIP edge decoded it: valid text, files by URL, files inline."""
+
+    text: str
+    media: tuple[MediaRef, ...] = ()  # files offered by URL (RCS file transfer)
+    attachments: tuple[Attachment, ...] = ()  # files in the body
+    names: tuple[str, ...] = ()  # file names offered with ``media``, in the same order
+
+    def __post_init__(self) -> None:
+        _require_text(text=self.text, names="".join(self.names),
+                      media="".join(m.url for m in self.media))
+
+    def __add__(self, other: Content) -> Content:
+        text = "\n".join(t for t in (self.text, other.text) if t)
+        return Content(text, self.media + other.media, self.attachments + other.attachments,
+                       self.names + other.names)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.text.strip() or self.media or self.attachments)
+
+
+@dataclass(frozen=True, slots=True)
+class ImdnRequest:
+    """A phone asked to be told when its text is delivered (RFC 5438: CPIM headers
+    ``imdn.Message-ID`` and ``imdn.Disposition-Notification``)."""
+
+    message_id: str
+    positive: bool  # positive-delivery: tell it when the carrier reports delivery
+    negative: bool  # negative-delivery: tell it when delivery failed
+
+    def __post_init__(self) -> None:
+        _require_text(message_id=self.message_id)
+        if not self.message_id or len(self.message_id) > 200:
+            raise ValueError("imdn.Message-ID missing or too long")
+
+
+@dataclass(frozen=True, slots=True)
+class SipText:
+    """A MESSAGE a phone sent, as the SIP edge decoded and checked it (pjsua has already
+    answered 200). Every string is valid text. ``content`` is None when the MESSAGE cannot
+    become an SMS; ``refusal`` then says why, in words for the sender."""
 
     account: str  # the SIP account (registration, or the trunk listener) it reached
-    from_uri: str
-    to_uri: str
-    content_type: str
-    body: bytes  # as received; decoding by its charset is the core's job
     source: str  # "host:port" it came from
-    call_id: str = ""
+    from_user: str  # the sending extension ("" when the From has no user)
+    from_host: str
+    to_user: str  # what the user dialled (a number, maybe with a selector)
+    call_id: str
+    content: Content | None
+    refusal: str | None = None
+    imdn: ImdnRequest | None = None
+    intake_key: str | None = None  # the SIP journal's key: dedupes a replay after a crash
+
+    def __post_init__(self) -> None:
+        _require_text(account=self.account, source=self.source, from_user=self.from_user,
+                      from_host=self.from_host, to_user=self.to_user, call_id=self.call_id,
+                      refusal=self.refusal or "")
+        if (self.content is None) == (self.refusal is None):
+            raise ValueError("a SipText has either content or a refusal")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bridge.numbers import InvalidNumber, region_of, to_e164
 from bridge.settings import AccountSettings, ExtensionSettings, PacingSettings, Settings
-from bridge.sip.content import host_of
+from bridge.uris import host_of
 
 
 @dataclass(frozen=True, slots=True)

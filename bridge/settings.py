@@ -63,7 +63,7 @@ class BridgeSection(Strict):
     # pjsua2 2.15 keeps about 15 KB for every SIP MESSAGE it sends (measured; see README), so
     # past this resident size the bridge stops cleanly with exit status 75 and systemd starts
     # it again: nothing is lost, every text is on disk. None turns the guard off.
-    restart_above_rss_mib: int | None = Field(default=1024, ge=64)
+    restart_above_rss_mib: int | None = Field(default=2048, ge=64)
     memory_check_seconds: float = Field(default=60.0, gt=0)
     # --- scaling out (bridge/store) ---
     # Where the state lives: unset = the SQLite file in state_dir; "postgresql://user:pass@

@@ -6,54 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from pathlib import Path
 
-import aiohttp
 from twilio.request_validator import RequestValidator
 
 from bridge.sip.content import user_of
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, run_sipp
+from tests.peers.twilio import (
+    DID,
+    REMOTE,
+    inbound_params,
+    post_twilio_webhook,
+    stored,
+    twilio_ok,
+)
 
 SIPP = Path(__file__).parent / "peers" / "sipp"
-DID = "+15551230001"
-REMOTE = "+15557654321"
-
-
-def twilio_ok(counter: list[int]):
-    def respond(req: RecordedRequest) -> CannedResponse:
-        counter[0] += 1
-        return CannedResponse(201, {"sid": f"SM{counter[0]:032d}", "status": "queued"})
-    return respond
-
-
-async def post_twilio_webhook(bridge: BridgeProcess, params: dict[str, str],
-                              token: str = configs.TWILIO_TOKEN,
-                              signature: str | None = None) -> int:
-    url = f"{bridge.url}/webhooks/twilio"
-    if signature is None:
-        signature = RequestValidator(token).compute_signature(url, params)
-    headers = {"X-Twilio-Signature": signature} if signature else {}
-    async with aiohttp.ClientSession() as session, session.post(
-        url, data=params, headers=headers
-    ) as resp:
-        await resp.read()
-        return resp.status
-
-
-def inbound_params(sid: str, body: str, to: str = DID, sender: str = REMOTE) -> dict[str, str]:
-    return {"MessageSid": sid, "SmsSid": sid, "AccountSid": configs.TWILIO_SID, "From": sender,
-            "To": to, "Body": body, "NumMedia": "0", "NumSegments": "1",
-            "SmsStatus": "received", "ApiVersion": "2010-04-01"}
-
-
-def stored(bridge: BridgeProcess) -> list[dict]:
-    result = bridge.cli("messages", "--json", "--limit", "1000")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def registered_setup(tmp_path: Path, peers: list, twilio_url: str,
@@ -130,6 +101,50 @@ async def test_status_callback_marks_delivered_and_failure_notifies_sender(tmp_p
         assert "failed" in notice["body"] and "30003" in notice["body"]
         states = {m["body"]: m["state"] for m in stored(bridge) if m["kind"] == "text"}
         assert states == {"first": "delivered", "second": "failed"}
+
+
+def linphone_cpim(text: str, message_id: str) -> str:
+    """A text as Linphone sends it when it wants delivery ticks (RFC 5438 in CPIM)."""
+    return (f"From: <sip:1001@127.0.0.1>\r\nTo: <sip:{REMOTE}@127.0.0.1>\r\n"
+            "DateTime: 2026-12-01T10:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\n"
+            f"imdn.Message-ID: {message_id}\r\n"
+            "imdn.Disposition-Notification: positive-delivery, negative-delivery, display\r\n"
+            "\r\nContent-Type: text/plain;charset=UTF-8\r\n\r\n" + text)
+
+
+async def test_a_phone_that_asks_gets_delivery_notifications(tmp_path, peers):
+    async with CarrierServer() as twilio:
+        counter = [0]
+        twilio.responder = twilio_ok(counter)
+        kam, bridge, web_port = registered_setup(tmp_path, peers, twilio.url)
+        await asyncio.to_thread(bridge.start, web_port)
+        phone = await asyncio.to_thread(Phone, "1001", password="pw1001", registrar=kam.uri)
+        peers.append(phone)
+        to = f"sip:{REMOTE}@127.0.0.1:{kam.port}"
+        for text, mid in (("tick me ✓", "Lp0001"), ("and fail me", "Lp0002")):
+            assert await asyncio.to_thread(phone.send, to, linphone_cpim(text, mid),
+                                           "message/cpim") == 200
+        first, second = await twilio.wait_for(2)
+        assert {dict(first.form())["Body"], dict(second.form())["Body"]} == {
+            "tick me ✓", "and fail me"}
+        await asyncio.sleep(0.5)
+        sids = {dict(r.form())["Body"]: f"SM{str(i + 1).zfill(32)}"
+                for i, r in enumerate((first, second))}
+        for body, status in (("tick me ✓", "delivered"), ("and fail me", "undelivered")):
+            params = {"MessageSid": sids[body], "MessageStatus": status,
+                      "AccountSid": configs.TWILIO_SID, "From": DID, "To": REMOTE}
+            if status == "undelivered":
+                params["ErrorCode"] = "30003"
+            assert await post_twilio_webhook(bridge, params) == 200
+        got = await asyncio.to_thread(phone.wait_messages, 3)
+        notes = {m["body"].split("<message-id>")[1].split("<")[0]: m for m in got
+                 if m["content_type"].startswith("message/cpim")}
+        assert "<delivered/>" in notes["Lp0001"]["body"]
+        assert "<failed/>" in notes["Lp0002"]["body"]
+        assert all(REMOTE in n["from"] for n in notes.values())  # the same conversation
+        # the failure is also explained in words
+        assert any("failed" in m["body"] and "30003" in m["body"] for m in got
+                   if m["content_type"].startswith("text/plain"))
 
 
 async def test_trunk_mode_accepts_only_allowed_sources(tmp_path, peers):

@@ -24,7 +24,7 @@ from twilio.request_validator import RequestValidator
 from tests.carrier_server import CannedResponse, CarrierServer
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, wait_until
-from tests.test_e2e_core import inbound_params, post_twilio_webhook, stored
+from tests.peers.twilio import inbound_params, post_twilio_webhook, stored
 from tests.traffic import Traffic
 
 DID = "+15551230001"

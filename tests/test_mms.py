@@ -29,7 +29,8 @@ from bridge.providers.bandwidth import BandwidthProvider
 from bridge.providers.base import MediaFetchError, MediaTooLarge
 from bridge.providers.twilio import TwilioProvider
 from bridge.settings import MediaSection
-from bridge.sip.content import BodyError, parse_body, raw_body, user_of
+from bridge.sip.content import BodyError, parse_body, user_of
+from bridge.sip.wire import split_message
 from bridge.store import Store
 from bridge.web.media import MediaRoutes
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
@@ -452,7 +453,7 @@ def test_linphone_file_transfer_with_thumbnail_inside_cpim():
            b'example/full" until="x"/></file-info></file>')
     cpim = (b"From: <sip:1001@pbx>\r\nTo: <sip:+15557654321@pbx>\r\n\r\nContent-Type: "
             b"application/vnd.gsma.rcs-ft-http+xml\r\n\r\n" + xml)
-    content = parse_body("message/cpim", cpim)
+    content = parse_body("message/cpim", cpim).content
     assert content.text == "" and content.attachments == ()
     (ref,) = content.media
     assert (ref.url, ref.content_type, ref.size) == ("https://f.example/full", "image/jpeg", 5000)
@@ -477,28 +478,29 @@ def test_bad_file_transfer_bodies_are_refused(body, reason):
 def test_multipart_with_pictures_binary_and_base64():
     picture = png(4, 9)
     ctype, body = multipart("hello", "image/png", picture)
-    content = parse_body(ctype, body.encode())
+    content = parse_body(ctype, body.encode()).content
     assert content.text == "hello"
     (att,) = content.attachments
     assert (att.content_type, att.data, att.filename) == ("image/png", picture, "photo.png")
 
     raw = (b'--b\r\nContent-Type: image/gif\r\n\r\nGIF89a\x00\x01\xff\r\n--b\r\n'
            b"Content-Type: application/smil\r\n\r\n<smil/>\r\n--b--\r\n")
-    content = parse_body('multipart/related; boundary="b"', raw)
+    content = parse_body('multipart/related; boundary="b"', raw).content
     assert content.text == ""
     assert [(a.content_type, a.data) for a in content.attachments] == [
         ("image/gif", b"GIF89a\x00\x01\xff")]
-    bare = parse_body("image/jpeg", b"\xff\xd8\xff")
+    bare = parse_body("image/jpeg", b"\xff\xd8\xff").content
     assert bare.attachments[0].data == b"\xff\xd8\xff"
 
 
-def test_raw_body_recovers_what_pjsip_split():
-    body = "--b\r\nContent-Type: image/png\r\n\r\n\udcff\udcd8\r\n--b--\r\n"
-    whole = ("MESSAGE sip:+1555@pbx SIP/2.0\r\nc: multipart/mixed; boundary=b\r\n"
-             "Content-Length: 40\r\n\r\n" + body)
-    assert raw_body(whole, "multipart/mixed") == (
-        "multipart/mixed; boundary=b", body.encode("utf-8", "surrogateescape"))
-    assert raw_body("MESSAGE x SIP/2.0\r\n", "multipart/mixed") == ("multipart/mixed", b"")
+def test_raw_message_gives_back_what_pjsip_split():
+    body = b"--b\r\nContent-Type: image/png\r\n\r\n\xff\xd8\r\n--b--\r\n"
+    raw = (b"MESSAGE sip:+1555@pbx SIP/2.0\r\nc: multipart/mixed; boundary=b\r\n"
+           b"Content-Length: 40\r\n\r\n" + body)
+    message = split_message(raw)
+    assert message.header("content-type") == "multipart/mixed; boundary=b"
+    assert message.body == body
+    assert split_message(b"MESSAGE x SIP/2.0\r\n").body == b""
 
 
 @pytest.mark.parametrize(

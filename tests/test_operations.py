@@ -28,7 +28,7 @@ from bridge.store import Store, StoredMessage
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
 from tests.peers import configs
 from tests.peers.harness import REPO, BridgeProcess, Kamailio, Phone, free_port, wait_until
-from tests.test_e2e_core import inbound_params, post_twilio_webhook, stored
+from tests.peers.twilio import inbound_params, post_twilio_webhook, stored
 
 UNIT = REPO / "systemd" / "sip-sms-bridge.service"
 DASHBOARD = REPO / "config" / "grafana-dashboard.json"

@@ -19,7 +19,7 @@ from bridge.store.leases import APPLICATION
 from tests.carrier_server import CannedResponse, CarrierServer
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, wait_until
-from tests.test_e2e_core import inbound_params, post_twilio_webhook
+from tests.peers.twilio import inbound_params, post_twilio_webhook
 from tests.traffic import Traffic
 
 DID = "+15551230001"

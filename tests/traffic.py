@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 
 from tests.peers.harness import BridgeProcess, Phone
-from tests.test_e2e_core import inbound_params, post_twilio_webhook
+from tests.peers.twilio import inbound_params, post_twilio_webhook
 
 
 class Traffic:

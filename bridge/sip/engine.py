@@ -23,6 +23,7 @@ import ctypes
 import logging
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -33,15 +34,17 @@ from typing import Any
 
 import pjsua2 as pj
 
-from bridge.model import SipMessage
+from bridge.model import SipResult, SipText
 from bridge.settings import AccountSettings, SipSection
-from bridge.sip.content import header_value, raw_body
+from bridge.sip import wire
+from bridge.sip.journal import Journal
+from bridge.sip.status import classify, local_failure, too_large
 
 log = logging.getLogger("bridge.sip")
 
 TRUNK_ACCOUNT = "*trunk*"
-# Final status we report when pjsua2 refuses to even try (bad URI, transport error).
-LOCAL_FAILURE = 503
+# pjsip's status for a message that does not fit its buffer (PJSIP_EMSGTOOLONG)
+PJSIP_EMSGTOOLONG = 171023
 MAX_BUDDIES = 200  # pjsua's default limit is 256
 BUSY_POLL_MS = 5
 IDLE_POLL_MS = 100
@@ -86,7 +89,7 @@ class _Send:
     from_uri: str
     body: str
     content_type: str
-    future: asyncio.Future[int]
+    future: asyncio.Future[SipResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +103,16 @@ class SipEngine:
         self,
         sip: SipSection,
         accounts: list[AccountSettings],
-        on_message: Callable[[SipMessage], None],
+        on_message: Callable[[SipText], None],
         on_registration: Callable[[Registration], None] | None = None,
+        journal: Journal | None = None,
+        own_tcp: bool = False,
     ) -> None:
         self.settings = sip
+        self.journal = journal
+        # True: the bridge's own listener (bridge.sip.tcp) takes SIP over TCP and TLS on our
+        # ports, and pjsua's TCP and TLS transports, on free ports, carry what we send
+        self.own_tcp = own_tcp
         self.account_settings = accounts
         self._on_message_cb = on_message
         self._on_registration_cb = on_registration
@@ -113,7 +122,7 @@ class SipEngine:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._running = False
-        self._pending: dict[int, tuple[Any, asyncio.Future[int]]] = {}
+        self._pending: dict[int, tuple[Any, asyncio.Future[SipResult]]] = {}
         self._buddies: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._accounts: dict[str, _Account] = {}
         self.registrations: dict[str, Registration] = {}
@@ -142,7 +151,7 @@ class SipEngine:
         self._thread = None
         for _, future in self._pending.values():
             if not future.done():
-                future.set_result(LOCAL_FAILURE)
+                future.set_result(local_failure("the SIP stack stopped"))
 
     async def send(
         self,
@@ -151,11 +160,11 @@ class SipEngine:
         from_uri: str,
         body: str,
         content_type: str = "text/plain;charset=UTF-8",
-    ) -> int:
-        """Send a MESSAGE; return the final SIP status code (408 on timeout)."""
+    ) -> SipResult:
+        """Send a MESSAGE; the final answer, classified (a timeout is 408)."""
         if self._loop is None or not self._running:
-            return LOCAL_FAILURE
-        future: asyncio.Future[int] = self._loop.create_future()
+            return local_failure("the SIP stack is not running")
+        future: asyncio.Future[SipResult] = self._loop.create_future()
         self._commands.put(_Send(account, target, from_uri, body, content_type, future))
         return await future
 
@@ -228,18 +237,24 @@ class SipEngine:
         kinds = {"udp": pj.PJSIP_TRANSPORT_UDP6 if v6 else pj.PJSIP_TRANSPORT_UDP,
                  "tcp": pj.PJSIP_TRANSPORT_TCP6 if v6 else pj.PJSIP_TRANSPORT_TCP,
                  "tls": pj.PJSIP_TRANSPORT_TLS6 if v6 else pj.PJSIP_TRANSPORT_TLS}
+        if self.own_tcp and "tcp" in plain:
+            plain.remove("tcp")
+            ep.transportCreate(kinds["tcp"], self._transport_config(0))
         for i, name in enumerate(plain):
             tid = ep.transportCreate(kinds[name], self._transport_config(port))
             if i == 0:
                 # With port 0 the first transport picks a free port; the others share it.
                 port = _port_of(ep.transportGetInfo(tid).localName)
+        if port == 0:  # TCP only, ours: take a port free for it
+            port = _free_tcp_port(self.settings.listen)
         self.port = port
         if "tls" in self.settings.transports:
-            tc = self._transport_config(self.settings.tls_port)
+            tc = self._transport_config(0 if self.own_tcp else self.settings.tls_port)
             tc.tlsConfig.certFile = str(self.settings.tls_cert_file)
             tc.tlsConfig.privKeyFile = str(self.settings.tls_key_file)
             tid = ep.transportCreate(kinds["tls"], tc)
-            self.tls_port = _port_of(ep.transportGetInfo(tid).localName)
+            self.tls_port = (self.settings.tls_port if self.own_tcp
+                             else _port_of(ep.transportGetInfo(tid).localName))
         ep.libStart()
         log.info("SIP listening on %s port %d (%s)", self.settings.listen, port,
                  "+".join(self.settings.transports))
@@ -276,6 +291,13 @@ class SipEngine:
             cfg.regConfig.firstRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
             cfg.regConfig.registerOnAdd = self._registration_wanted.get(settings.name, True)
+            stream = _transport_of(settings.proxy or registrar)
+            if self.own_tcp and stream in self.settings.transports and stream != "udp":
+                # register the bridge's own listener as the contact, so the PBX sends texts
+                # over TCP/TLS there (pjsua's own stream transport is on a free port)
+                port = self.port if stream == "tcp" else self.settings.tls_port
+                cfg.sipConfig.contactForced = (
+                    f"<sip:{settings.username}@{host}:{port};transport={stream}>")
             if settings.proxy:
                 proxy = _sip_uri(settings.proxy)
                 cfg.sipConfig.proxies.append(proxy if ";lr" in proxy else proxy + ";lr")
@@ -341,9 +363,12 @@ class SipEngine:
             self._pending[key] = (token, cmd.future)
             buddy.sendInstantMessage(prm)
         except pj.Error as exc:
-            log.warning("cannot send MESSAGE to %s: %s", cmd.target, exc.info())
             self._pending.pop(key, None)
-            self._resolve(cmd.future, LOCAL_FAILURE)
+            if exc.status == PJSIP_EMSGTOOLONG:
+                self._resolve(cmd.future, too_large(len(cmd.body.encode())))
+                return
+            log.warning("cannot send MESSAGE to %s: %s", cmd.target, exc.reason)
+            self._resolve(cmd.future, local_failure(exc.reason))
 
     def _buddy(self, acc: _Account, target: str) -> Any:
         key = (acc.name, target)
@@ -361,9 +386,9 @@ class SipEngine:
             self._buddies.popitem(last=False)
         return buddy
 
-    def _resolve(self, future: asyncio.Future[int], code: int) -> None:
+    def _resolve(self, future: asyncio.Future[SipResult], result: SipResult) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(_set_result, future, code)
+        self._loop.call_soon_threadsafe(_set_result, future, result)
 
     # callbacks (SIP thread)
 
@@ -372,7 +397,7 @@ class SipEngine:
             return
         entry = self._pending.pop(int(prm.userData), None)
         if entry is not None:
-            self._resolve(entry[1], int(prm.code))
+            self._resolve(entry[1], classify(int(prm.code), str(prm.reason)))
 
     def _on_reg_state(self, acc: _Account, prm: Any) -> None:
         info = acc.getInfo()
@@ -387,25 +412,26 @@ class SipEngine:
             self._loop.call_soon_threadsafe(self._on_registration_cb, reg)
 
     def _on_message(self, acc: _Account, prm: Any) -> None:
+        """pjsua has answered 200: journal the raw MESSAGE, decode it at this edge, and hand
+        the checked text to the loop. Never raises (it would kill the SIP thread)."""
+        key: str | None = None
         try:
-            whole = prm.rdata.wholeMsg
-            # The raw message, not pjsua's fields: pjsua gives the content type without its
-            # parameters (charset, boundary) and an empty body for multipart.
-            content_type, body = raw_body(whole, prm.contentType or "text/plain")
-            message = SipMessage(
-                account=acc.name,
-                from_uri=prm.fromUri,
-                to_uri=prm.toUri,
-                content_type=content_type,
-                body=body,
-                source=prm.rdata.srcAddress,
-                call_id=header_value(whole, "Call-ID") or header_value(whole, "i"),
-            )
-        except Exception:  # e.g. a body SWIG cannot decode: drop it, never kill the thread
-            log.warning("unreadable SIP MESSAGE dropped", exc_info=True)
+            source = str(prm.rdata.srcAddress)
+            # SWIG decodes the raw message with surrogateescape: this gives back its bytes
+            raw = str(prm.rdata.wholeMsg).encode("utf-8", "surrogateescape")
+            if self.journal is not None:
+                key = self.journal.append(acc.name, source, raw)
+            text = wire.decode(raw, account=acc.name, source=source,
+                               max_body_bytes=self.settings.max_body_bytes, intake_key=key)
+        except Exception:  # a defect here must not lose the text silently: say so
+            log.exception("MESSAGE on account %s could not be decoded", acc.name)
+            text = wire.undecodable(acc.name, str(getattr(prm, "fromUri", "")), key)
+        if text is None:  # a notification or typing indicator: consumed quietly
+            if self.journal is not None:
+                self.journal.done(key)
             return
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_message_cb, message)
+        self._loop.call_soon_threadsafe(self._on_message_cb, text)
 
 
 @contextlib.contextmanager
@@ -426,14 +452,29 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(devnull)
 
 
+def _free_tcp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def _port_of(local_name: str) -> int:
     return int(local_name.rsplit(":", 1)[1])
+
+
+def _transport_of(uri: str) -> str:
+    """udp, tcp or tls: what a registrar or proxy URI asks for (udp when it says nothing)."""
+    lowered = uri.lower()
+    if lowered.startswith("sips:") or ";transport=tls" in lowered:
+        return "tls"
+    return "tcp" if ";transport=tcp" in lowered else "udp"
 
 
 def _sip_uri(value: str) -> str:
     return value if value.startswith(("sip:", "sips:")) else f"sip:{value}"
 
 
-def _set_result(future: asyncio.Future[int], code: int) -> None:
+def _set_result(future: asyncio.Future[SipResult], result: SipResult) -> None:
     if not future.done():
-        future.set_result(code)
+        future.set_result(result)

@@ -64,6 +64,7 @@ MIGRATIONS: list[str] = [
         updated_at      DOUBLE PRECISION NOT NULL,
         last_error      TEXT,
         intake_key      TEXT,
+        imdn            TEXT,
         carrier_parts   TEXT NOT NULL DEFAULT '[]',
         claimed_by      TEXT,
         lease_until     DOUBLE PRECISION

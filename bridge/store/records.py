@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.model import Direction, Kind, MediaRef, State
+from bridge.model import Direction, ImdnRequest, Kind, MediaRef, State
 
 Row = Mapping[str, Any]  # a database row by column name (sqlite3.Row or a psycopg dict row)
 
@@ -44,10 +44,12 @@ class StoredMessage:
     last_error: str | None
     intake_key: str | None = None
     carrier_parts: tuple[str, ...] = ()
+    imdn: ImdnRequest | None = None  # the sender asked to be told of delivery (RFC 5438)
 
     @classmethod
     def from_row(cls, row: Row) -> StoredMessage:
         media = tuple(MediaRef(**m) for m in json.loads(row["media"]))
+        imdn = ImdnRequest(**json.loads(row["imdn"])) if row["imdn"] else None
         return cls(
             id=row["id"], direction=Direction(row["direction"]), kind=Kind(row["kind"]),
             state=State(row["state"]), account=row["account"], extension=row["extension"],
@@ -57,7 +59,7 @@ class StoredMessage:
             next_attempt_at=row["next_attempt_at"], expires_at=row["expires_at"],
             created_at=row["created_at"], updated_at=row["updated_at"],
             last_error=row["last_error"], intake_key=row["intake_key"],
-            carrier_parts=tuple(json.loads(row["carrier_parts"])),
+            carrier_parts=tuple(json.loads(row["carrier_parts"])), imdn=imdn,
         )
 
 
@@ -82,7 +84,8 @@ class NewMessage:
     media: tuple[MediaRef, ...] = ()
     last_error: str | None = None
     event_detail: str = ""
-    intake_key: str | None = None
+    intake_key: str | None = None  # SIP journal key: a replayed MESSAGE is stored once
+    imdn: ImdnRequest | None = None
 
 
 MEDIA_FIELDS = ("token", "filename", "content_type", "size", "sha256", "origin", "source_key",
@@ -114,6 +117,13 @@ class HistoryEvent:
     at: float
     state: str
     detail: str
+
+
+def imdn_json(imdn: ImdnRequest | None) -> str | None:
+    if imdn is None:
+        return None
+    return json.dumps({"message_id": imdn.message_id, "positive": imdn.positive,
+                       "negative": imdn.negative})
 
 
 def media_json(media: Iterable[MediaRef]) -> str:

@@ -97,9 +97,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_conversation ON messages(account, extension, remote, direction, kind);
     """,
-    # 5: the key of what a text was made from (a journalled SIP MESSAGE): a replay is stored once
+    # 5: SIP intake: the journal key of a received MESSAGE (a replay after a crash is
+    # recognised), and a phone's request for delivery notifications (RFC 5438)
     """
     ALTER TABLE messages ADD COLUMN intake_key TEXT;
+    ALTER TABLE messages ADD COLUMN imdn TEXT;
     CREATE UNIQUE INDEX messages_intake_key ON messages(intake_key) WHERE intake_key IS NOT NULL;
     """,
     # 6: the carrier ids of the parts a carrier accepted (a JSON list)

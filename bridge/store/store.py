@@ -44,6 +44,7 @@ from bridge.store.records import (
     StoredMedia,
     StoredMessage,
     StoreError,
+    imdn_json,
     media_json,
 )
 from bridge.store.sqlite import SqliteBackend
@@ -330,14 +331,14 @@ class Store:
                     """INSERT INTO messages (direction, kind, state, account, extension,
                        remote, did, provider, carrier_id, copy_of, sender_id, body, media,
                        next_attempt_at, expires_at, created_at, updated_at, last_error,
-                       intake_key)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       intake_key, imdn)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT DO NOTHING RETURNING id""",
                     (str(m.direction), str(m.kind), str(m.state), m.account, m.extension,
                      m.remote, m.did, m.provider, m.carrier_id, ids[0] if i else None,
                      m.sender_id, m.body, media_json(m.media),
                      now if m.state == State.QUEUED else None, m.expires_at, now, now,
-                     m.last_error, None if i else m.intake_key),
+                     m.last_error, None if i else m.intake_key, imdn_json(m.imdn)),
                 ).fetchone()
                 if row is None:
                     if i == 0:
@@ -385,7 +386,8 @@ class Store:
                 self._set_state(db, r, State.SENDING, now, event=False,
                                 sets=[("attempts = attempts + 1", ())])
                 m = StoredMessage.from_row(r)
-                claimed.append(replace(m, state=State.SENDING, attempts=m.attempts + 1))
+                claimed.append(replace(m, state=State.SENDING, attempts=m.attempts + 1,
+                                       updated_at=now))
             return claimed
 
         return await self._run(_claim)
