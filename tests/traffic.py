@@ -8,7 +8,8 @@ import asyncio
 
 import aiohttp
 
-from tests.peers.harness import BridgeProcess, Phone
+from tests.carrier_server import CarrierServer
+from tests.peers.harness import BridgeProcess, Phone, wait_until
 from tests.peers.twilio import inbound_params, post_twilio_webhook
 
 
@@ -22,11 +23,12 @@ class Traffic:
         self.sequence += 1
         return self.sequence
 
-    async def send_texts(self, phone: Phone, target: str, stop: asyncio.Event) -> None:
+    async def send_texts(self, phone: Phone, target: str, stop: asyncio.Event,
+                         timeout: float = 2.0) -> None:
         while not stop.is_set():
             body = f"out-{self._next()}"
             # a MESSAGE caught by a kill gets no answer: not acknowledged
-            code = await asyncio.to_thread(phone.send, target, body, timeout=2)
+            code = await asyncio.to_thread(phone.send, target, body, timeout=timeout)
             if code == 200:
                 self.acked_out.append(body)
 
@@ -43,3 +45,19 @@ class Traffic:
             if status == 200:
                 self.acked_in[sid] = body
             await asyncio.sleep(pause)
+
+    async def all_delivered(self, carrier: CarrierServer, phone: Phone,
+                            timeout: float = 60) -> tuple[int, int]:
+        """Wait until every acknowledged text arrived (outbound at the carrier, inbound at the
+        phone); returns the repeats each saw (delivery is at least once)."""
+
+        def carrier_bodies() -> set[str]:
+            return {dict(r.form())["Body"] for r in carrier.requests}
+
+        await asyncio.to_thread(wait_until, lambda: set(self.acked_out) <= carrier_bodies(),
+                                timeout, what="every acknowledged outbound text at the carrier")
+        await asyncio.to_thread(
+            wait_until, lambda: set(self.acked_in.values()) <= {m["body"] for m in phone.messages},
+            timeout, what="every acknowledged inbound text at the phone")
+        delivered = [m["body"] for m in phone.messages]
+        return len(carrier.requests) - len(carrier_bodies()), len(delivered) - len(set(delivered))
