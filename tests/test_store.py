@@ -57,8 +57,9 @@ async def test_sqlite_database_is_wal_and_versioned(tmp_path):
     assert db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
 
 
-async def test_sqlite_migrations_5_and_6_add_intake_key_and_carrier_parts(tmp_path):
-    """A database written before migration 5 gains both columns, and keeps its rows."""
+async def test_sqlite_migrations_add_intake_key_and_carrier_parts(tmp_path):
+    """A database written before migration 5 gains both columns (5 and 7, numbered as on
+    main), and keeps its rows."""
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")

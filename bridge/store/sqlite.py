@@ -104,11 +104,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN imdn TEXT;
     CREATE UNIQUE INDEX messages_intake_key ON messages(intake_key) WHERE intake_key IS NOT NULL;
     """,
-    # 6: the carrier ids of the parts a carrier accepted (a JSON list)
+    # 6: the console's time-window reads (texts per hour, failures of the last day); it
+    # covers the hourly counts, so they read the index only
+    """
+    CREATE INDEX messages_created ON messages(created_at, direction, kind, account);
+    """,
+    # 7: carrier ids of the parts of a long text (or of a multi-item MMS) already accepted,
+    # as a JSON list in part order, so that a retry sends only the parts still missing
     """
     ALTER TABLE messages ADD COLUMN carrier_parts TEXT NOT NULL DEFAULT '[]';
     """,
-    # 7: who works on a message and until when (the lease), and the per-DID pacing slots
+    # 8: who works on a message and until when (the lease), and the per-DID pacing slots
     """
     ALTER TABLE messages ADD COLUMN claimed_by TEXT;
     ALTER TABLE messages ADD COLUMN lease_until REAL;
