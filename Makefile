@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEBIAN_PACKAGES := kamailio sip-tester systemd baresip-core linphone-cli chromium \
-                   chromium-driver
+                   chromium-driver postgresql
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -21,8 +21,8 @@ run: $(VENV)/.runtime
 	$(BIN)/sip-sms-bridge run --config config/bridge.example.toml
 
 # The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check),
-# baresip and linphonec (softphones), headless Chromium and its driver (console browser tests;
-# `make run` needs no browser).
+# baresip and linphonec (softphones), headless Chromium and its driver (console browser tests),
+# PostgreSQL (the shared store): tests only; `make run` needs none of them.
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,10 +40,12 @@ test: debian-packages $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
-# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests).
+# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests),
+# then one bridge on SQLite against two on PostgreSQL (bench/scale_out.py, about 1 minute).
 # BENCH_ARGS: e.g. --quick, --durability full, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.scale_out
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache

@@ -33,7 +33,8 @@ from bridge.sip.journal import Journal
 from bridge.sip.status import MAX_PART_BYTES
 from bridge.sip.tcp import SipTcpListener
 from bridge.sip.udp import SipUdpListener
-from bridge.store import Store
+from bridge.store import store_for
+from bridge.store.leases import registration_leases
 from bridge.uris import user_of
 from bridge.web.admin import AdminApi
 from bridge.web.console import Console
@@ -42,7 +43,6 @@ from bridge.web.server import HttpLimits, WebhookServer
 
 log = logging.getLogger("bridge.app")
 
-DB_FILE = "bridge.sqlite3"
 MEDIA_DIR = "media"
 JOURNAL_DIR = "sip-journal"
 MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
@@ -95,8 +95,7 @@ def sd_notify(message: str) -> None:
 class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.bridge.state_dir / DB_FILE,
-                           durability=settings.bridge.durability)
+        self.store = store_for(settings)
         self.router = Router(settings)
         self.providers: Mapping[str, Provider] = build_providers(settings)
         delivery = settings.delivery
@@ -115,6 +114,10 @@ class Application:
         self.sip_tcp = SipTcpListener(intake)
         self.metrics = Metrics()
         self.metrics.observe_state(self.store.queue_stats, self._registered)
+        # several instances on PostgreSQL: one registers each account (advisory lock)
+        self.leases = registration_leases(settings, self.store, self.sip, self._wake_inbound)
+        if self.leases is not None:
+            self.metrics.observe_holders(lambda: self.leases.holders if self.leases else {})
         self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
                                 settings.media, settings.bridge.public_url)
         self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
@@ -140,6 +143,9 @@ class Application:
                                  trusted_proxies=settings.web.trusted_proxies,
                                  console=self.console,
                                  limits=HttpLimits.of(settings.web))
+        # another instance stored work (PostgreSQL NOTIFY): look now, not at the next poll
+        self.store.on_stored(lambda d: (self.outbound if d == Direction.OUT
+                                        else self.inbound).wake())
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None
@@ -224,17 +230,33 @@ class Application:
 
     def _registered(self) -> dict[str, bool]:
         return {a.name: self.sip.is_registered(a.name) for a in self.settings.accounts
-                if a.mode == "register"}
+                if a.mode == "register" and self._registers(a.name)}
+
+    def _registers(self, account: str) -> bool:
+        """Whether this instance is the one to register ``account`` (always, on SQLite)."""
+        return self.leases is None or account in self.leases.held
+
+    def _settled(self, account: str) -> bool:
+        """Registered here, or (several instances) held and registered by another one."""
+        if self._registers(account):
+            return self.sip.is_registered(account)
+        return self.leases is not None and self.leases.holders.get(account) is not None
 
     async def readiness(self) -> dict[str, object]:
         accounts = {}
         for account in self.settings.accounts:
-            if account.mode == "register":
+            if account.mode == "register" and not self._registers(account.name):
+                holder = self.leases.holders.get(account.name) if self.leases else None
+                accounts[account.name] = {"ok": holder is not None, "holder": holder,
+                                          "registration": "standby"}
+            elif account.mode == "register":
                 reg = self.sip.registrations.get(account.name)
                 accounts[account.name] = {
                     "ok": bool(reg and reg.registered),
                     "registration": f"{reg.code} {reg.reason}" if reg else "not started",
                 }
+                if self.leases is not None:
+                    accounts[account.name]["holder"] = self.store.instance
             else:
                 accounts[account.name] = {"ok": True, "registration": "trunk"}
         try:
@@ -257,6 +279,8 @@ class Application:
             await provider.start()
         await self._listen_sip()
         await self.sip.start()
+        if self.leases is not None:
+            self.leases.start()
         await self.web.start(self.settings.web.listen, self.settings.web.port,
                              self._web_tls())
         if self.console is not None:
@@ -277,9 +301,9 @@ class Application:
         service from starting, so after ``timeout`` we carry on (and /readyz says why)."""
         names = [a.name for a in self.settings.accounts if a.mode == "register"]
         deadline = asyncio.get_running_loop().time() + timeout
-        while not all(self.sip.is_registered(n) for n in names):
+        while not all(self._settled(n) for n in names):
             if asyncio.get_running_loop().time() > deadline:
-                missing = [n for n in names if not self.sip.is_registered(n)]
+                missing = [n for n in names if not self._settled(n)]
                 log.warning("not registered yet: %s (retrying in the background)",
                             ", ".join(missing))
                 sd_notify(f"STATUS=waiting for registration of {', '.join(missing)}")
@@ -323,6 +347,8 @@ class Application:
             await asyncio.wait(self._intake, timeout=5)
         await self.outbound.stop()
         await self.inbound.stop()
+        if self.leases is not None:
+            await self.leases.stop()
         await self.sip.stop()
         self.journal.close()
         for provider in self.providers.values():

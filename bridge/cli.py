@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="make a password hash for [[console.users]] (argon2id); "
                                    "asks for the password twice, or reads one line from stdin")
     p.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    p = command("migrate-db", "copy the SQLite state (history, queue, opt-outs, media) into "
+                              "PostgreSQL, to run several instances on it")
+    p.add_argument("--to", metavar="URL", default=os.environ.get("SIP_SMS_BRIDGE_DATABASE"),
+                   help="postgresql://user:password@host/db (default: "
+                        "$SIP_SMS_BRIDGE_DATABASE, which keeps the password out of ps)")
+    p.add_argument("--force", action="store_true",
+                   help="replace whatever state the target database holds")
     p = sub.add_parser("segments", help="how a text will be split into SMS, and why",
                        description="how a text will be split into SMS, and why")
     p.add_argument("text", nargs="+")
@@ -95,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "webhook-urls": cmd_webhook_urls,
         "retry": cmd_retry,
         "send": cmd_send,
+        "migrate-db": cmd_migrate_db,
     }[args.command]
     return handler(settings, args)
 
@@ -103,20 +111,24 @@ def _read_only(args: argparse.Namespace) -> int:
     """``messages`` and ``show``: the database is found from [bridge] state_dir alone, so
     they work while a secret cannot be resolved (or another part of the config is wrong).
     Whatever secrets do resolve are also masked in what is printed."""
+    from bridge.store import DB_FILE, database_target
+
     try:
         state_dir = load_state_dir(args.config)
     except ConfigError as exc:
         print(exc.problems[0] if len(exc.problems) == 1 else
               f"{args.config}: {'; '.join(exc.problems)}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        secrets = _secrets_of(load_settings(args.config))
+    target: Path | str = Path(state_dir) / DB_FILE
+    try:  # a PostgreSQL store is named by a secret: needs the config whole
+        settings = load_settings(args.config)
+        secrets, target = _secrets_of(settings), database_target(settings)
     except ConfigError:
         secrets = []
     command = cmd_messages if args.command == "messages" else cmd_show
     lines: list[str] = []
     try:
-        status = command(state_dir, args, lines.append)
+        status = command(target, args, lines.append)
     except DatabaseUnusable as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -192,7 +204,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         log.error("cannot start: %s", _os_failure(settings, args.config, exc))
         return EXIT_CONFIG
     except Exception as exc:  # a database that is corrupt or from a newer version
-        unusable = _database_problem(settings.bridge.state_dir, exc)
+        unusable = _database_problem(_target_of(settings), exc)
         if unusable is None:
             raise
         log.error("cannot start: %s", unusable)
@@ -262,13 +274,13 @@ class DatabaseUnusable(Exception):
     """The database cannot be opened: one line naming the file and how to recover."""
 
 
-def _database_problem(state_dir: Path, exc: BaseException) -> str | None:
+def _database_problem(target: Path | str, exc: BaseException) -> str | None:
     import sqlite3
 
-    from bridge.app import DB_FILE
+    from bridge.redact import redact
     from bridge.store import StoreError
 
-    path = Path(state_dir) / DB_FILE
+    path = target if isinstance(target, Path) else redact(target, _url_password(target))
     if isinstance(exc, StoreError):
         return f"{path}: {exc}"
     if isinstance(exc, sqlite3.DatabaseError):
@@ -276,6 +288,22 @@ def _database_problem(state_dir: Path, exc: BaseException) -> str | None:
                 f"aside with its -wal and -shm files and restore it from a backup (without "
                 "one, the bridge starts an empty database)")
     return None
+
+
+def _target_of(settings: Settings) -> Path | str:
+    from bridge.store import database_target
+
+    return database_target(settings)
+
+
+def _url_password(url: str) -> list[str]:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password] if password else []
 
 
 def _provider_lines(settings: Settings, *, masked: bool) -> list[tuple[str, str, str]]:
@@ -310,39 +338,42 @@ def cmd_webhook_urls(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _query(state_dir: Path, query):  # type: ignore[no-untyped-def]
-    """Run ``query`` on the database, or None if there is none yet. A corrupt database, or
-    one from a newer version, is ``DatabaseUnusable``."""
-    from bridge.app import DB_FILE
+def _query(target: Path | str, read):  # type: ignore[no-untyped-def]
+    """Open the store at ``target`` (the SQLite file or the PostgreSQL URL), run
+    ``read(store)`` (a coroutine of store reads), close it. None (with the reason on stderr)
+    when there is no database yet; a corrupt database, or one from a newer version, is
+    ``DatabaseUnusable``."""
     from bridge.store import Store
 
-    path = Path(state_dir) / DB_FILE
-    if not path.exists():
-        print(f"no database at {path} yet (the bridge has not run)", file=sys.stderr)
+    if isinstance(target, Path) and not target.exists():
+        print(f"no database at {target} yet (the bridge has not run)", file=sys.stderr)
         return None
-    store = Store(path)
+
+    async def _read():  # type: ignore[no-untyped-def]
+        store = Store(target, instance="cli")
+        await store.open()
+        try:
+            return await read(store)
+        finally:
+            await store.close()
+
     try:
-        store.open_sync()
-        return query(store)
+        return asyncio.run(_read())
     except Exception as exc:
-        problem = _database_problem(state_dir, exc)
+        problem = _database_problem(target, exc)
         if problem is None:
             raise
         raise DatabaseUnusable(problem) from None
-    finally:
-        store.close_sync()
 
 
 Out = Callable[[str], None]
 
 
-def cmd_messages(state_dir: Path, args: argparse.Namespace, out: Out = print) -> int:
-    from bridge.store import list_messages
-
+def cmd_messages(target: Path | str, args: argparse.Namespace, out: Out = print) -> int:
     since = time.time() - args.since * 3600 if args.since else None
-    rows = _query(state_dir, lambda store: store.query_sync(lambda db: list_messages(
-        db, state=args.state, number=args.number, extension=args.extension, since=since,
-        limit=args.limit)))
+    rows = _query(target, lambda store: store.list_messages(
+        state=args.state, number=args.number, extension=args.extension, since=since,
+        limit=args.limit))
     if rows is None:
         return 1
     if args.json:
@@ -356,11 +387,11 @@ def cmd_messages(state_dir: Path, args: argparse.Namespace, out: Out = print) ->
     return 0
 
 
-def cmd_show(state_dir: Path, args: argparse.Namespace, out: Out = print) -> int:
-    from bridge.store import _get, _history
+def cmd_show(target: Path | str, args: argparse.Namespace, out: Out = print) -> int:
+    async def _both(store):  # type: ignore[no-untyped-def]
+        return await store.get(args.id), await store.history(args.id)
 
-    found = _query(state_dir, lambda store: (store.query_sync(lambda db: _get(db, args.id)),
-                                             store.query_sync(lambda db: _history(db, args.id))))
+    found = _query(target, _both)
     if found is None:
         return 1
     message, history = found
@@ -377,6 +408,28 @@ def cmd_show(state_dir: Path, args: argparse.Namespace, out: Out = print) -> int
     for event in history:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
         out(f"  {when}  {event.state:<9} {event.detail}")
+    return 0
+
+
+def cmd_migrate_db(settings: Settings, args: argparse.Namespace) -> int:
+    from bridge.app import MEDIA_DIR
+    from bridge.store import DB_FILE, StoreError, is_database_url
+    from bridge.store.migrate import migrate
+
+    if not args.to or not is_database_url(args.to):
+        print("error: give --to postgresql://... (or set $SIP_SMS_BRIDGE_DATABASE)",
+              file=sys.stderr)
+        return 2
+    state = Path(settings.bridge.state_dir)
+    try:
+        counts = migrate(state / DB_FILE, state / MEDIA_DIR, args.to, force=args.force)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"copied {state / DB_FILE} into PostgreSQL; verified:")
+    for c in counts:
+        print(f"  {c.table:<14} {c.source:>8} -> {c.target}")
+    print("now set [bridge] database to that URL (as a secret) on every instance")
     return 0
 
 

@@ -117,7 +117,7 @@ class Bridge:
         self.send_sip = send_sip
         self.notify = notify
         self.expiry = settings.delivery.expire_hours * 3600
-        self.pacer = Pacer()
+        self.pacer = Pacer(store)  # slots booked in the store: the pace holds across instances
 
     # --- phone -> SMS: intake ---------------------------------------------------------------
 
@@ -285,7 +285,7 @@ class Bridge:
             text, media = mms.with_links(text, media), ()
         pacing = self.router.pacing_of(message.did or "")
         if pacing is not None:
-            wait = self.pacer.wait(message.did or "", message.id, pacing, time.time())
+            wait = await self.pacer.wait(message.did or "", message.id, pacing, time.time())
             if wait > 0:
                 return Defer(wait, f"paced: {message.did} may send again in {wait:.1f} s")
         with self.metrics.carrier_latency.labels(provider.name).time():

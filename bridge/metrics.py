@@ -89,14 +89,23 @@ class Metrics:
         self.registration_up = Gauge(
             f"{PREFIX}_registration_up", "1 while the SIP account is registered with its "
             "PBX, else 0.", ["account"], registry=r)
+        self.registration_holder = Gauge(
+            f"{PREFIX}_registration_holder", "1 for the instance that holds the SIP "
+            "account's registration lease (several instances on PostgreSQL).",
+            ["account", "instance"], registry=r)
         self._queue_stats: QueueStats | None = None
         self._registrations: Registrations | None = None
         self.webhooks: dict[str, WebhookSeen] = {}  # provider name -> its webhooks
+        self._holders: Callable[[], Mapping[str, str | None]] | None = None
 
     def observe_state(self, queue_stats: QueueStats, registrations: Registrations) -> None:
         """Where the scrape-time gauges come from (wired by the app)."""
         self._queue_stats = queue_stats
         self._registrations = registrations
+
+    def observe_holders(self, holders: Callable[[], Mapping[str, str | None]]) -> None:
+        """Which instance holds each account's registration lease (wired by the app)."""
+        self._holders = holders
 
     # --- events -----------------------------------------------------------------------------
 
@@ -136,6 +145,11 @@ class Metrics:
         if self._registrations is not None:
             for account, up in self._registrations().items():
                 self.registration_up.labels(account).set(1 if up else 0)
+        if self._holders is not None:
+            self.registration_holder.clear()
+            for account, instance in self._holders().items():
+                if instance:
+                    self.registration_holder.labels(account, instance).set(1)
 
     async def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

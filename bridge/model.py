@@ -40,8 +40,17 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-def can_transition(current: State, new: State) -> bool:
-    return new in TRANSITIONS[current]
+# What an operator may do beyond that (``sip-sms-bridge retry``): a failed text is final for
+# the bridge, not for a person who fixed the cause; a queued one may be brought forward.
+OPERATOR_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.FAILED: frozenset({State.QUEUED}),
+    State.QUEUED: frozenset({State.QUEUED}),
+}
+
+
+def can_transition(current: State, new: State, *, by_operator: bool = False) -> bool:
+    return new in TRANSITIONS[current] or (
+        by_operator and new in OPERATOR_TRANSITIONS.get(current, frozenset()))
 
 
 class Kind(enum.StrEnum):

@@ -67,6 +67,24 @@ class BridgeSection(Strict):
     # it again: nothing is lost, every text is on disk. None turns the guard off.
     restart_above_rss_mib: int | None = Field(default=2048, ge=64)
     memory_check_seconds: float = Field(default=60.0, gt=0)
+    # --- scaling out (bridge/store) ---
+    # Where the state lives: unset = the SQLite file in state_dir; "postgresql://user:pass@
+    # host/db" = PostgreSQL, shared by several instances. A secret like any other (it may
+    # carry a password), so it may also be { env = ... }, { file = ... }, { credential = ... }.
+    database: Secret | None = None
+    # This instance's name in claims, registrations, /readyz and /metrics (default
+    # hostname:pid). Give a stable one to resume its own in-flight texts at once on restart.
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
+    # A claimed text whose instance stops renewing its claim for this long is taken over.
+    claim_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it out for SQLite)")
+        return value
 
     @field_validator("public_url")
     @classmethod

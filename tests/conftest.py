@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.peers.harness import BridgeProcess, Kamailio
+from tests.postgres import PostgresServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,3 +31,21 @@ def peers() -> Iterator[list]:
             peer.stop()
         else:  # Phone, Baresip, Linphone
             peer.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (each test gets its own database)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    """Where a store lives, once per backend: a new SQLite file, or a new PostgreSQL
+    database. The store contract suite runs on both."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "bridge.sqlite3"
+    return request.getfixturevalue("postgres").create_database()

@@ -33,7 +33,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from twilio.request_validator import RequestValidator
 
-from bridge.store import Store, StoredMessage, _get
+from bridge.store import Store, StoredMessage
 from tests.browser import Browser
 from tests.peers import configs
 from tests.peers.harness import REPO, BridgeProcess, Phone, free_port, wait_until
@@ -161,7 +161,9 @@ def admin_send(bridge: BridgeProcess, extension: str, to: str, text: str) -> dic
 
 
 def message(db: Store, message_id: int) -> StoredMessage:
-    found = db.query_sync(lambda conn: _get(conn, message_id))
+    row = db.query_sync(lambda conn: conn.execute("SELECT * FROM messages WHERE id = ?",
+                                                  (message_id,)).fetchone())
+    found = StoredMessage.from_row(row) if row else None
     assert found is not None
     return found
 

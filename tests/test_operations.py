@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.store import Store, StoredMessage, _get
+from bridge.store import Store, StoredMessage
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
 from tests.peers import configs
 from tests.peers.harness import REPO, BridgeProcess, Kamailio, Phone, free_port, wait_until
@@ -337,7 +337,7 @@ async def wait_state(db: Store, message_id: int, state: str) -> StoredMessage:
 
     async def poll() -> StoredMessage:
         while True:
-            message = db.query_sync(lambda conn: _get(conn, message_id))
+            message = await db.get(message_id)
             if message is not None and message.state == state:
                 return message
             await asyncio.sleep(0.1)

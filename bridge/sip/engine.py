@@ -91,6 +91,12 @@ class _Send:
     future: asyncio.Future[SipResult]
 
 
+@dataclass(frozen=True, slots=True)
+class _Register:
+    account: str
+    active: bool
+
+
 class SipEngine:
     def __init__(
         self,
@@ -113,7 +119,7 @@ class SipEngine:
         self._on_message_cb = on_message
         self._on_registration_cb = on_registration
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._commands: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[_Send | _Register | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -122,6 +128,7 @@ class SipEngine:
         self._buddies: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._accounts: dict[str, _Account] = {}
         self.registrations: dict[str, Registration] = {}
+        self._registration_wanted: dict[str, bool] = {}  # set_registration's last word
         self.port = 0
         self.tls_port = 0
 
@@ -162,6 +169,14 @@ class SipEngine:
         future: asyncio.Future[SipResult] = self._loop.create_future()
         self._commands.put(_Send(account, target, from_uri, body, content_type, future))
         return await future
+
+    def set_registration(self, account: str, active: bool) -> None:
+        """Register one account (``active``) or unregister it: several instances share a
+        PostgreSQL store and one of them, the lease holder, registers each account. Called
+        before ``start``, it decides whether the account registers when it is created."""
+        self._registration_wanted[account] = active
+        if self._thread is not None and self._running:
+            self._commands.put(_Register(account, active))
 
     def is_registered(self, account: str) -> bool:
         reg = self.registrations.get(account)
@@ -280,6 +295,7 @@ class SipEngine:
             cfg.regConfig.retryIntervalSec = 10
             cfg.regConfig.firstRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
+            cfg.regConfig.registerOnAdd = self._registration_wanted.get(settings.name, True)
             transport = _transport_of(settings.proxy or registrar)
             if self.public_port is not None and transport in self.settings.transports:
                 # the contact is the bridge's own listener: the PBX's texts go there, whole,
@@ -322,8 +338,21 @@ class SipEngine:
                 return done
             if cmd is None:
                 return done
-            self._send_now(cmd)
+            if isinstance(cmd, _Register):
+                self._register_now(cmd)
+            else:
+                self._send_now(cmd)
             done += 1
+
+    def _register_now(self, cmd: _Register) -> None:
+        acc = self._accounts.get(cmd.account)
+        if acc is None:
+            return
+        try:
+            acc.setRegistration(cmd.active)
+        except pj.Error as exc:  # e.g. unregistering an account that is not registered
+            log.debug("account %s: setRegistration(%s): %s", cmd.account, cmd.active,
+                      exc.info())
 
     def _send_now(self, cmd: _Send) -> None:
         acc = self._accounts.get(cmd.account) or self._accounts[TRUNK_ACCOUNT]
