@@ -129,12 +129,19 @@ class Console:
         link = self.login_link(port)
         if link is None:
             return
-        path = self._link_file = state_dir / "console-login-link"
-        path.unlink(missing_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(link + "\n", encoding="ascii")
-        log.info("console: no [[console.users]] configured; a one-time login link for this "
-                 "machine is in %s", path)
+        path = state_dir / "console-login-link"
+        try:  # the state directory may not exist yet (a PostgreSQL store never makes it)
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(link + "\n", encoding="ascii")
+        except OSError as exc:
+            log.warning("console: the one-time login link cannot be written to %s (%s)", path,
+                        exc.strerror or exc)
+        else:
+            self._link_file = path
+            log.info("console: no [[console.users]] configured; a one-time login link for "
+                     "this machine is in %s", path)
         if sys.stdout.isatty():
             print(f"\n  Web console (one-time link, this machine only):\n    {link}\n",
                   flush=True)
