@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd
+DEBIAN_PACKAGES := kamailio kamailio-utils-modules sip-tester systemd
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -37,8 +37,9 @@ test: debian-packages $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
-# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests).
-# BENCH_ARGS: e.g. --quick, --durability full, --json results.json (see bench/run.py).
+# Throughput, latency, CPU and memory on loopback, side by side with the do-it-yourself Kamailio
+# bridge (bench/peer/) in the same run (about 15 minutes; --quick about 3; not part of the tests).
+# BENCH_ARGS: e.g. --quick, --durability full normal, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
