@@ -4,7 +4,11 @@ Starts the same peers as the benchmark, attaches ``py-spy record`` to the bridge
 one fixed-rate step each way, and prints the hottest functions by own time and by inclusive
 time, per thread. Raw collapsed stacks (flamegraph input) are kept in --out.
 
-Usage: python -m bench.profile [--rate 400] [--durability full] [--out /tmp/bench-profile]
+Profile at the saturation rate (the first step ``make bench`` did not sustain) to see where a
+cut pays: ``--out-rate`` for phone -> SMS, ``--in-rate`` for SMS -> phone (default ``--rate``).
+
+Usage: python -m bench.profile [--rate 400] [--out-rate R] [--in-rate R] [--durability full]
+       [--gil] [--out /tmp/bench-profile]
 """
 
 from __future__ import annotations
@@ -91,9 +95,11 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.to_thread(bridge.start)
         reports = [
             await profiled(bridge, out, "phone-to-sms", args.seconds + 2,
-                           sc.phone_to_sms_step(bridge, carrier, args.rate, "p"), args.gil),
+                           sc.phone_to_sms_step(bridge, carrier, args.out_rate or args.rate, "p"),
+                           args.gil),
             await profiled(bridge, out, "sms-to-phone", args.seconds + 2,
-                           sc.sms_to_phone_step(bridge, uas, args.rate, "p"), args.gil),
+                           sc.sms_to_phone_step(bridge, uas, args.in_rate or args.rate, "p"),
+                           args.gil),
         ]
     finally:
         await asyncio.to_thread(bridge.stop)
@@ -107,6 +113,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="profile the bridge under load with py-spy")
     parser.add_argument("--rate", type=int, default=400)
+    parser.add_argument("--out-rate", type=int, help="phone -> SMS rate (default --rate)")
+    parser.add_argument("--in-rate", type=int, help="SMS -> phone rate (default --rate)")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--gil", action="store_true",
