@@ -25,11 +25,17 @@ from pathlib import Path
 from bench import scenarios as sc
 from bench.procs import Bridge, Carrier, Uas
 
+# Frames every sample of a thread passes through: they say nothing about where to cut.
+SCAFFOLD = ("threading.py", "<frozen runpy>", "asyncio/runners.py", "bridge/__main__.py",
+            "bridge/cli.py")
+
 
 def summarize(raw: Path, top: int = 15) -> str:
-    """Own and inclusive sample counts per function from py-spy's raw (collapsed) output."""
+    """Own and inclusive sample counts per function, and own time per source file, from
+    py-spy's raw (collapsed) output."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
+    files: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -43,15 +49,24 @@ def summarize(raw: Path, top: int = 15) -> str:
         threads[thread] += n
         if frames:
             own[frames[-1]] += n
+            files[_file(frames[-1])] += n
         for frame in set(frames):
-            inclusive[frame] += n
+            if not any(s in frame for s in SCAFFOLD):
+                inclusive[frame] += n
     out = [f"{total} samples; by thread: " + ", ".join(
         f"{t} {n / total:.0%}" for t, n in threads.most_common(6))]
     out.append(f"top {top} by own time:")
     out += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
-    out.append(f"top {top} by inclusive time:")
+    out.append(f"top {top} by inclusive time (thread and start-up frames left out):")
     out += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
+    out.append(f"top {top} source files by own time:")
+    out += [f"  {n / total:6.1%}  {f}" for f, n in files.most_common(top)]
     return "\n".join(out)
+
+
+def _file(function: str) -> str:
+    """'name (path/file.py)' -> 'path/file.py'."""
+    return function.rpartition(" (")[2].rstrip(")") or function
 
 
 def _function(frame: str) -> str:
