@@ -38,7 +38,7 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
 # Throughput, latency, CPU and memory on loopback, side by side with the do-it-yourself Kamailio
-# bridge (bench/peer/) in the same run (about 15 minutes; --quick about 3; not part of the tests).
+# bridge (bench/peer/) in the same run (about 10 minutes; --quick about 2; not part of the tests).
 # BENCH_ARGS: e.g. --quick, --durability full normal, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
