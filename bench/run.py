@@ -27,7 +27,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import uvloop
@@ -178,9 +178,15 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
     nan = math.nan
 
     def add(label: str, raw: tuple[float, str], peer_cell: tuple[float, str],
-            bridge_cells: list[tuple[float, str]], ratio: bool = True) -> None:
-        cells = [(text, _x(v, peer_cell[0]) if ratio else "", _x(v, raw[0]) if ratio else "")
-                 for v, text in bridge_cells]
+            bridge_cells: list[tuple[float, str]], ratio: bool = True,
+            against: Sequence[tuple[float, str]] = ()) -> None:
+        """``against``: per bridge cell, the peer value to divide by and a note, when it is
+        not the peer column's own (a step at the bridge's rate rather than at 1,000/s)."""
+        cells = []
+        for i, (v, text) in enumerate(bridge_cells):
+            base, note = against[i] if against else (peer_cell[0], "")
+            cells.append((text, (_x(v, base) + note) if ratio else "",
+                          _x(v, raw[0]) if ratio else ""))
         rows.append((label, raw[1], peer_cell[1], cells))
 
     none = (nan, "-")
@@ -197,6 +203,19 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
         near_peer = _near(peer_steps)
         near_bridge = [_near(s) for s in bridge_steps]
 
+        def against(value: Callable[[sc.Step | None], tuple[float, str]],
+                    near_bridge: list[sc.Step | None] = near_bridge,
+                    peer_steps: list[sc.Step] = peer_steps) -> list[tuple[float, str]]:
+            """The peer at the same offered rate as each bridge figure, so a ratio never
+            compares two different loads."""
+            out = []
+            for b in near_bridge:
+                same = next((s for s in peer_steps if b and s.offered == b.offered), None)
+                note = ("" if b is None or b.offered == LATENCY_RATE
+                        else f" (both at {b.offered:,}/s)")
+                out.append((value(same)[0], note))
+            return out
+
         def at(step: sc.Step | None, value: str) -> str:
             if step is None:
                 return "-"
@@ -211,10 +230,12 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
         what = ("SIP receipt → carrier request" if key == "out"
                 else "webhook → SIP delivery")
         add(f"  latency {what} at {LATENCY_RATE:,}/s, p50 / p99 (ms; ratio of p99)", none,
-            lat(near_peer, ""), [lat(s, "") for s in near_bridge])
+            lat(near_peer, ""), [lat(s, "") for s in near_bridge],
+            against=against(lambda st: lat(st, "")))
         if key == "in":
             add(f"  webhook response time at {LATENCY_RATE:,}/s, p50 / p99 (ms; ratio of p99)",
-                none, lat(near_peer, "resp_"), [lat(s, "resp_") for s in near_bridge])
+                none, lat(near_peer, "resp_"), [lat(s, "resp_") for s in near_bridge],
+                against=against(lambda st: lat(st, "resp_")))
 
         def cpu(step: sc.Step | None) -> tuple[float, str]:
             if step is None:
@@ -224,7 +245,7 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
 
         add(f"  CPU per text at {LATENCY_RATE:,}/s (ms of CPU time; CPU % of one core)",
             (hop_cost, f"{hop_cost:.3f} (one MESSAGE + one POST)"), cpu(near_peer),
-            [cpu(s) for s in near_bridge])
+            [cpu(s) for s in near_bridge], against=against(cpu))
 
         def per_core(step: sc.Step | None) -> tuple[float, str]:
             if step is None or not step.cpu_ms_per_text > 0:
@@ -234,7 +255,8 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
 
         add("  texts per second per core at that CPU cost (sizing)",
             (1000 / hop_cost, f"{1000 / hop_cost:,.0f}") if hop_cost > 0 else none,
-            per_core(near_peer), [per_core(s) for s in near_bridge])
+            per_core(near_peer), [per_core(s) for s in near_bridge],
+            against=against(per_core))
 
     peer_rss = (peer.out_rss_mib + peer.in_rss_mib, f"{peer.out_rss_mib + peer.in_rss_mib:.0f}"
                 f" ({peer.out_rss_mib:.0f} + {peer.in_rss_mib:.0f})") if peer else none
@@ -374,6 +396,24 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+def from_json(path: str) -> str:
+    """The report again from a run's --json file, without measuring anything."""
+    d = json.loads(Path(path).read_text())
+
+    def steps(rows: list[dict[str, float]]) -> list[sc.Step]:
+        return [sc.Step(**row) for row in rows]  # type: ignore[arg-type]
+
+    runs = [Run(**{**r, "out_steps": steps(r["out_steps"]), "in_steps": steps(r["in_steps"])})
+            for r in d["runs"]]
+    p = d.get("peer")
+    peer = (PeerRun(**{**p, "out_steps": steps(p["out_steps"]),
+                       "in_steps": steps(p["in_steps"])}) if p else None)
+    backlog = sc.Backlog(**d["backlog"]) if d.get("backlog") else None
+    return f"measured on {d['machine']}\n\n" + report(
+        runs, peer, sc.Ceilings(**d["ceilings"]), backlog,
+        [sc.MemoryRun(**m) for m in d.get("memory", [])])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -390,7 +430,12 @@ def main() -> int:
                         help="skip the steady-rate memory runs over UDP and TCP")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="print the report of an earlier run's --json file and exit")
     args = parser.parse_args()
+    if args.from_json:
+        print(from_json(args.from_json))
+        return 0
     uvloop.install()  # as the bridge runs
     return asyncio.run(main_async(args))
 
