@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio kamailio-utils-modules sip-tester systemd
+DEBIAN_PACKAGES := kamailio kamailio-utils-modules sip-tester systemd baresip-core linphone-cli \
+                   chromium chromium-driver postgresql
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -19,7 +20,9 @@ $(VENV)/.test: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/sip-sms-bridge run --config config/bridge.example.toml
 
-# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check).
+# The tests need real peers: Kamailio (PBX), sipp (SIP traffic), systemd-analyze (unit check),
+# baresip and linphonec (softphones), headless Chromium and its driver (console browser tests),
+# PostgreSQL (the shared store): tests only; `make run` needs none of them.
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -38,10 +41,12 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
 # Throughput, latency, CPU and memory on loopback, side by side with the do-it-yourself Kamailio
-# bridge (bench/peer/) in the same run (about 10 minutes; --quick about 2; not part of the tests).
+# bridge (bench/peer/) in the same run (about 10 minutes; --quick about 2), then one bridge on
+# SQLite against two on PostgreSQL (bench/scale_out.py, about 1 minute). Not part of the tests.
 # BENCH_ARGS: e.g. --quick, --durability full normal, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.scale_out
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache

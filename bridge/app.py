@@ -28,18 +28,21 @@ from bridge.secrets import reveal
 from bridge.settings import Settings
 from bridge.sip import imdn, wire
 from bridge.sip.engine import TRUNK_ACCOUNT, SipEngine
+from bridge.sip.intake import Intake
 from bridge.sip.journal import Journal
 from bridge.sip.status import MAX_PART_BYTES
 from bridge.sip.tcp import SipTcpListener
-from bridge.store import Store
+from bridge.sip.udp import SipUdpListener
+from bridge.store import store_for
+from bridge.store.leases import registration_leases
 from bridge.uris import user_of
 from bridge.web.admin import AdminApi
+from bridge.web.console import Console
 from bridge.web.media import MediaRoutes
-from bridge.web.server import WebhookServer
+from bridge.web.server import HttpLimits, WebhookServer
 
 log = logging.getLogger("bridge.app")
 
-DB_FILE = "bridge.sqlite3"
 MEDIA_DIR = "media"
 JOURNAL_DIR = "sip-journal"
 MEDIA_CLEANUP_SECONDS = 600.0  # how often expired media and the disk cap are enforced
@@ -92,22 +95,29 @@ def sd_notify(message: str) -> None:
 class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.bridge.state_dir / DB_FILE,
-                           durability=settings.bridge.durability)
+        self.store = store_for(settings)
         self.router = Router(settings)
         self.providers: Mapping[str, Provider] = build_providers(settings)
         delivery = settings.delivery
         policy = RetryPolicy(first=delivery.first_retry_seconds,
                              maximum=delivery.max_retry_seconds)
         self.journal = Journal(settings.bridge.state_dir / JOURNAL_DIR)
-        tcp = bool({"tcp", "tls"} & set(settings.sip.transports))
+        # The SIP ports are the bridge's own listeners (they answer a MESSAGE once it is
+        # stored); pjsua registers and sends from free ports, and keeps its journaled path
+        # for anything sent to those.
         self.sip = SipEngine(settings.sip, list(settings.accounts), self._on_sip_message,
-                             journal=self.journal, own_tcp=tcp)
-        self.sip_tcp = (SipTcpListener(self._on_tcp_text, self._account_reached,
-                                       max_body_bytes=settings.sip.max_body_bytes,
-                                       user_agent=settings.sip.user_agent) if tcp else None)
+                             journal=self.journal, public_port=settings.sip.port)
+        intake = Intake(self._on_listener_text, self._account_reached,
+                        max_body_bytes=settings.sip.max_body_bytes,
+                        user_agent=settings.sip.user_agent)
+        self.sip_udp = SipUdpListener(intake)
+        self.sip_tcp = SipTcpListener(intake)
         self.metrics = Metrics()
         self.metrics.observe_state(self.store.queue_stats, self._registered)
+        # several instances on PostgreSQL: one registers each account (advisory lock)
+        self.leases = registration_leases(settings, self.store, self.sip, self._wake_inbound)
+        if self.leases is not None:
+            self.metrics.observe_holders(lambda: self.leases.holders if self.leases else {})
         self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
                                 settings.media, settings.bridge.public_url)
         self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
@@ -122,12 +132,20 @@ class Application:
                                   self.metrics)
         admin = (AdminApi(settings.admin.token, self.bridge)
                  if settings.admin.token is not None else None)
+        self.console = (Console(settings, self.store, self.bridge, self.metrics, self.providers,
+                                lambda: self.sip.registrations)
+                        if settings.console.enabled else None)
         self.web = WebhookServer(self.providers, self.bridge.on_carrier_events,
                                  settings.bridge.public_url, settings.web.max_body_bytes,
                                  self.readiness, self.metrics, admin,
                                  media=MediaRoutes(self.media,
                                                    reveal(settings.media.upload_token)),
-                                 trusted_proxies=settings.web.trusted_proxies)
+                                 trusted_proxies=settings.web.trusted_proxies,
+                                 console=self.console,
+                                 limits=HttpLimits.of(settings.web))
+        # another instance stored work (PostgreSQL NOTIFY): look now, not at the next poll
+        self.store.on_stored(lambda d: (self.outbound if d == Direction.OUT
+                                        else self.inbound).wake())
         self._intake: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._memory_guard: asyncio.Task[None] | None = None
@@ -147,14 +165,14 @@ class Application:
         task.add_done_callback(self._intake.discard)
         task.add_done_callback(lambda _: self.journal.done(text.intake_key))
 
-    async def _on_tcp_text(self, text: SipText) -> bool:
+    async def _on_listener_text(self, text: SipText) -> bool:
         task = asyncio.create_task(self.bridge.on_sip_text(text))
         self._intake.add(task)  # so that a stop waits for it
         task.add_done_callback(self._intake.discard)
         return await asyncio.shield(task)
 
     def _account_reached(self, message: wire.RawMessage) -> str:
-        """The account a MESSAGE over our TCP listener is for: a registration whose user it
+        """The account a MESSAGE to our listeners is for: a registration whose user it
         names in its Request-URI, else the trunk listener."""
         uri = message.start_line.split(" ")[1] if message.start_line.count(" ") >= 2 else ""
         user = user_of(uri)
@@ -188,6 +206,23 @@ class Application:
             return None
         return server_tls(web.tls_cert_file, web.tls_key_file)
 
+    async def _listen_sip(self) -> None:
+        """Bind the SIP ports: UDP first (port 0 picks one), TCP on the same number."""
+        sip = self.settings.sip
+        port = sip.port
+        if "udp" in sip.transports:
+            port = await self.sip_udp.start(sip.listen, port)
+        if "tcp" in sip.transports:
+            port = await self.sip_tcp.start(sip.listen, port)
+        if "tls" in sip.transports:
+            self.sip.public_tls_port = await self.sip_tcp.start(sip.listen, sip.tls_port,
+                                                                self._sip_tls())
+        self.sip.public_port = port
+        log.info("SIP listening on %s port %d (%s%s), texts up to %d bytes", sip.listen, port,
+                 "+".join(t for t in sip.transports if t != "tls"),
+                 f"; TLS on port {sip.tls_port}" if "tls" in sip.transports else "",
+                 sip.max_body_bytes)
+
     def _sip_tls(self) -> ssl.SSLContext:
         sip = self.settings.sip
         assert sip.tls_cert_file is not None and sip.tls_key_file is not None
@@ -195,17 +230,33 @@ class Application:
 
     def _registered(self) -> dict[str, bool]:
         return {a.name: self.sip.is_registered(a.name) for a in self.settings.accounts
-                if a.mode == "register"}
+                if a.mode == "register" and self._registers(a.name)}
+
+    def _registers(self, account: str) -> bool:
+        """Whether this instance is the one to register ``account`` (always, on SQLite)."""
+        return self.leases is None or account in self.leases.held
+
+    def _settled(self, account: str) -> bool:
+        """Registered here, or (several instances) held and registered by another one."""
+        if self._registers(account):
+            return self.sip.is_registered(account)
+        return self.leases is not None and self.leases.holders.get(account) is not None
 
     async def readiness(self) -> dict[str, object]:
         accounts = {}
         for account in self.settings.accounts:
-            if account.mode == "register":
+            if account.mode == "register" and not self._registers(account.name):
+                holder = self.leases.holders.get(account.name) if self.leases else None
+                accounts[account.name] = {"ok": holder is not None, "holder": holder,
+                                          "registration": "standby"}
+            elif account.mode == "register":
                 reg = self.sip.registrations.get(account.name)
                 accounts[account.name] = {
                     "ok": bool(reg and reg.registered),
                     "registration": f"{reg.code} {reg.reason}" if reg else "not started",
                 }
+                if self.leases is not None:
+                    accounts[account.name]["holder"] = self.store.instance
             else:
                 accounts[account.name] = {"ok": True, "registration": "trunk"}
         try:
@@ -226,19 +277,14 @@ class Application:
             self.media.run_retention(MEDIA_CLEANUP_SECONDS), name="media-retention")
         for provider in self.providers.values():
             await provider.start()
+        await self._listen_sip()
         await self.sip.start()
-        if self.sip_tcp is not None:
-            sip = self.settings.sip
-            if "tcp" in sip.transports:
-                port = await self.sip_tcp.start(sip.listen, self.sip.port)
-                log.info("SIP over TCP (texts up to %d bytes) on port %d", sip.max_body_bytes,
-                         port)
-            if "tls" in sip.transports:
-                port = await self.sip_tcp.start(sip.listen, sip.tls_port, self._sip_tls())
-                log.info("SIP over TLS (texts up to %d bytes) on port %d", sip.max_body_bytes,
-                         port)
+        if self.leases is not None:
+            self.leases.start()
         await self.web.start(self.settings.web.listen, self.settings.web.port,
                              self._web_tls())
+        if self.console is not None:
+            self.console.announce(self.web.port, self.settings.bridge.state_dir)
         self.outbound.start()
         self.inbound.start()
         await self._wait_registered(REGISTRATION_WAIT)
@@ -255,9 +301,9 @@ class Application:
         service from starting, so after ``timeout`` we carry on (and /readyz says why)."""
         names = [a.name for a in self.settings.accounts if a.mode == "register"]
         deadline = asyncio.get_running_loop().time() + timeout
-        while not all(self.sip.is_registered(n) for n in names):
+        while not all(self._settled(n) for n in names):
             if asyncio.get_running_loop().time() > deadline:
-                missing = [n for n in names if not self.sip.is_registered(n)]
+                missing = [n for n in names if not self._settled(n)]
                 log.warning("not registered yet: %s (retrying in the background)",
                             ", ".join(missing))
                 sd_notify(f"STATUS=waiting for registration of {', '.join(missing)}")
@@ -295,12 +341,14 @@ class Application:
             if task is not None:
                 task.cancel()
         await self.web.stop()  # no new webhooks
-        if self.sip_tcp is not None:
-            await self.sip_tcp.stop()  # no new texts over TCP; those being stored are answered
+        await self.sip_udp.stop()  # no new texts; those being stored are answered
+        await self.sip_tcp.stop()
         if self._intake:
             await asyncio.wait(self._intake, timeout=5)
         await self.outbound.stop()
         await self.inbound.stop()
+        if self.leases is not None:
+            await self.leases.stop()
         await self.sip.stop()
         self.journal.close()
         for provider in self.providers.values():

@@ -117,7 +117,7 @@ class Bridge:
         self.send_sip = send_sip
         self.notify = notify
         self.expiry = settings.delivery.expire_hours * 3600
-        self.pacer = Pacer()
+        self.pacer = Pacer(store)  # slots booked in the store: the pace holds across instances
 
     # --- phone -> SMS: intake ---------------------------------------------------------------
 
@@ -285,13 +285,14 @@ class Bridge:
             text, media = mms.with_links(text, media), ()
         pacing = self.router.pacing_of(message.did or "")
         if pacing is not None:
-            wait = self.pacer.wait(message.did or "", message.id, pacing, time.time())
+            wait = await self.pacer.wait(message.did or "", message.id, pacing, time.time())
             if wait > 0:
                 return Defer(wait, f"paced: {message.did} may send again in {wait:.1f} s")
         with self.metrics.carrier_latency.labels(provider.name).time():
             result = await provider.send(OutboundSms(
                 message_id=message.id, from_number=message.did or "", to_number=message.remote,
                 text=text, media=media, sender_id=message.sender_id,
+                accepted_parts=message.carrier_parts,
             ))
             if (isinstance(result, SendFailed) and media
                     and result.code in MMS_UNSUPPORTED_CODES):
@@ -303,17 +304,19 @@ class Bridge:
                     sender_id=message.sender_id,
                 ))
         if isinstance(result, Sent):
-            return Done(State.SENT, result.carrier_id,
-                        f"accepted by {provider.name} as {result.carrier_id}")
+            ids = ", ".join(result.parts or (result.carrier_id,))
+            return Done(State.SENT, result.carrier_id, f"accepted by {provider.name} as {ids}",
+                        carrier_parts=result.parts or None)
         assert isinstance(result, SendFailed)
         reason = f"{provider.name}: {result.reason}"
+        parts = result.accepted_parts or None  # a partial failure: keep what went out
         if result.code is not None and result.code in provider.opt_out_codes:
             if message.did:
                 await self.store.set_opt_out(message.did, message.remote, True, "carrier")
             return Fail(f"{message.remote} has opted out of texts from {message.did} "
-                        "(they sent STOP)", "opted_out")
-        return (Retry(reason, result.retry_after) if result.retryable
-                else Fail(reason, "carrier_refused"))
+                        "(they sent STOP)", "opted_out", parts)
+        return (Retry(reason, result.retry_after, parts) if result.retryable
+                else Fail(reason, "carrier_refused", parts))
 
     # --- SMS -> phone: intake ---------------------------------------------------------------
 

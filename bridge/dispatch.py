@@ -31,6 +31,7 @@ class Done:
     state: State
     carrier_id: str | None = None
     detail: str = ""
+    carrier_parts: tuple[str, ...] | None = None  # ids of a multi-part message's parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Retry:
 
     reason: str
     after: float | None = None  # e.g. the carrier's Retry-After
+    carrier_parts: tuple[str, ...] | None = None  # parts accepted so far: not sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Fail:
 
     reason: str
     category: str = "other"  # coarse class for the failures metric (see bridge.metrics)
+    carrier_parts: tuple[str, ...] | None = None  # parts that went out before the refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +221,8 @@ class Dispatcher:
         if isinstance(outcome, Done):
             # a delivery report may have overtaken us: count only a change we made
             if await self.store.transition(message.id, outcome.state, detail=outcome.detail,
-                                           carrier_id=outcome.carrier_id):
+                                           carrier_id=outcome.carrier_id,
+                                           carrier_parts=outcome.carrier_parts):
                 self.metrics.outcome(self.direction, message.provider, outcome.state)
             log.info("message %d %s: %s", message.id, outcome.state, outcome.detail, extra=ids)
             if outcome.state == State.DELIVERED or self.direction == Direction.OUT:
@@ -232,6 +236,7 @@ class Dispatcher:
                     message.id, State.QUEUED, next_attempt_at=at, error=outcome.reason,
                     detail=f"attempt {message.attempts} failed: {outcome.reason}; "
                            f"retrying in {at - time.time():.0f} s",
+                    carrier_parts=outcome.carrier_parts,
                 )
                 self.metrics.retried(self.direction)
                 log.info("message %d attempt %d failed (%s); retry in %.0f s",
@@ -242,7 +247,8 @@ class Dispatcher:
             category = "expired"
         else:
             reason, category = outcome.reason, outcome.category
-        if await self.store.transition(message.id, State.FAILED, error=reason):
+        if await self.store.transition(message.id, State.FAILED, error=reason,
+                                       carrier_parts=outcome.carrier_parts):
             self.metrics.outcome(self.direction, message.provider, State.FAILED, category)
         log.warning("message %d failed: %s", message.id, reason, extra=ids)
         await self.finished(message, State.FAILED, reason)

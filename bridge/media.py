@@ -1,5 +1,7 @@
-"""MMS media we hold: files under state_dir/media, their records in the store, the policy on
-what we accept (types, size), the public URLs they are served at, and their retention.
+"""MMS media we hold: the bytes (files under state_dir/media with SQLite; in the database with
+PostgreSQL, so that whichever instance a link reaches serves it), their records in the store,
+the policy on what we accept (types, size), the public URLs they are served at, and their
+retention.
 
 Each file is named by a random 128-bit token, which is also the secret part of its URL
 (``public_url/media/<token>/<filename>``): whoever has the link may fetch the file until it
@@ -95,8 +97,22 @@ class MediaStore:
 
     # --- files and records ------------------------------------------------------------------
 
+    @property
+    def in_database(self) -> bool:
+        """The bytes live in the store (PostgreSQL), not in files: serve them with ``read``."""
+        return self.store.keeps_media
+
     def path(self, media: StoredMedia) -> Path:
         return self.directory / media.token
+
+    async def read(self, media: StoredMedia) -> bytes | None:
+        """A live item's bytes, wherever they are kept (None if they are gone)."""
+        if self.in_database:
+            return await self.store.media_data(media.token)
+        try:
+            return await asyncio.to_thread(self.path(media).read_bytes)
+        except OSError:
+            return None
 
     def url(self, media: StoredMedia) -> str:
         return f"{self.public_url}/media/{media.token}/{media.filename}"
@@ -122,6 +138,8 @@ class MediaStore:
             created_at=now,
             expires_at=now + (self.retention if ttl is None else ttl),
         )
+        if self.in_database:  # the record and the bytes in one transaction
+            return await self.store.add_media(media, data)
         await asyncio.to_thread(self._write, media.token, data)
         kept = await self.store.add_media(media)
         if kept.token != media.token:
@@ -197,6 +215,10 @@ class MediaStore:
         crash between writing a file and recording it). Returns how many files went."""
         now = time.time() if now is None else now
         gone = await self.store.evict_media(now, self.settings.max_disk_bytes)
+        if self.in_database:  # the bytes went with their records
+            if gone:
+                log.info("media retention: deleted %d items", len(gone))
+            return len(gone)
         for media in gone:
             await asyncio.to_thread(self._unlink, media.token)
         known = await self.store.media_tokens()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +39,16 @@ Registrations = Callable[[], Mapping[str, bool]]
 CARRIER_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 # A SIP MESSAGE on a LAN is answered in milliseconds; 32 s is SIP's transaction timeout.
 SIP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 32.0)
+
+
+@dataclass(slots=True)
+class WebhookSeen:
+    """For the console: when a carrier's last authenticated webhook came, and how many were
+    refused (since this process started). The first thing to check when inbound texts stop."""
+
+    last_valid_at: float | None = None
+    auth_failures: int = 0
+    last_failure_at: float | None = None
 
 
 class Metrics:
@@ -78,13 +89,23 @@ class Metrics:
         self.registration_up = Gauge(
             f"{PREFIX}_registration_up", "1 while the SIP account is registered with its "
             "PBX, else 0.", ["account"], registry=r)
+        self.registration_holder = Gauge(
+            f"{PREFIX}_registration_holder", "1 for the instance that holds the SIP "
+            "account's registration lease (several instances on PostgreSQL).",
+            ["account", "instance"], registry=r)
         self._queue_stats: QueueStats | None = None
         self._registrations: Registrations | None = None
+        self.webhooks: dict[str, WebhookSeen] = {}  # provider name -> its webhooks
+        self._holders: Callable[[], Mapping[str, str | None]] | None = None
 
     def observe_state(self, queue_stats: QueueStats, registrations: Registrations) -> None:
         """Where the scrape-time gauges come from (wired by the app)."""
         self._queue_stats = queue_stats
         self._registrations = registrations
+
+    def observe_holders(self, holders: Callable[[], Mapping[str, str | None]]) -> None:
+        """Which instance holds each account's registration lease (wired by the app)."""
+        self._holders = holders
 
     # --- events -----------------------------------------------------------------------------
 
@@ -101,6 +122,13 @@ class Metrics:
 
     def webhook_refused(self, provider: str) -> None:
         self.webhook_auth_failures.labels(provider).inc()
+        seen = self.webhooks.setdefault(provider, WebhookSeen())
+        seen.auth_failures += 1
+        seen.last_failure_at = time.time()
+
+    def webhook_accepted(self, provider: str) -> None:
+        """A webhook passed its carrier's authentication."""
+        self.webhooks.setdefault(provider, WebhookSeen()).last_valid_at = time.time()
 
     # --- scrape -----------------------------------------------------------------------------
 
@@ -117,6 +145,11 @@ class Metrics:
         if self._registrations is not None:
             for account, up in self._registrations().items():
                 self.registration_up.labels(account).set(1 if up else 0)
+        if self._holders is not None:
+            self.registration_holder.clear()
+            for account, instance in self._holders().items():
+                if instance:
+                    self.registration_holder.labels(account, instance).set(1)
 
     async def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

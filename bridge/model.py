@@ -40,8 +40,17 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-def can_transition(current: State, new: State) -> bool:
-    return new in TRANSITIONS[current]
+# What an operator may do beyond that (``sip-sms-bridge retry``): a failed text is final for
+# the bridge, not for a person who fixed the cause; a queued one may be brought forward.
+OPERATOR_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.FAILED: frozenset({State.QUEUED}),
+    State.QUEUED: frozenset({State.QUEUED}),
+}
+
+
+def can_transition(current: State, new: State, *, by_operator: bool = False) -> bool:
+    return new in TRANSITIONS[current] or (
+        by_operator and new in OPERATOR_TRANSITIONS.get(current, frozenset()))
 
 
 class Kind(enum.StrEnum):
@@ -70,14 +79,19 @@ class OutboundSms:
     text: str
     media: tuple[MediaRef, ...] = ()
     sender_id: str | None = None  # alphanumeric sender, when permitted
+    # Carrier ids of the parts earlier attempts got accepted, in part order. Parts go out in
+    # order and an attempt stops at the first refusal, so this is always a prefix: part i
+    # went out iff i < len(accepted_parts). The adapter never sends those parts again.
+    accepted_parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """The carrier accepted the message."""
+    """The carrier accepted the message (all of its parts)."""
 
-    carrier_id: str
+    carrier_id: str  # the first part's id: delivery reports are matched on it
     detail: str | None = None
+    parts: tuple[str, ...] = ()  # every part's id, when the message went out in several
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,9 @@ class SendFailed:
     retryable: bool
     retry_after: float | None = None
     code: str | None = None
+    # A partial failure: the ids of the parts accepted so far (this attempt's included), as
+    # in ``OutboundSms.accepted_parts``. Empty when nothing went out.
+    accepted_parts: tuple[str, ...] = ()
 
 
 SendResult = Sent | SendFailed

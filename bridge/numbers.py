@@ -33,6 +33,8 @@ def to_e164(raw: str, default_region: str = "US") -> str:
     if text.lower().startswith("tel:"):
         text = text[4:]
     text = text.split(";", 1)[0].translate(_VISUAL_SEPARATORS)
+    if not text.isascii():  # libphonenumber reads Arabic-Indic or fullwidth digits
+        raise InvalidNumber(f"{raw!r} is not a phone number (only ASCII digits are read)")
     if text.startswith("00"):
         text = "+" + text[2:]
     if not text or len(text) > 20:
@@ -77,6 +79,12 @@ def national_nanp(e164: str) -> str:
 SHORT_CODE_DIGITS = range(3, 9)
 
 
+def is_ascii_digits(text: str) -> bool:
+    """Only 0-9 (``str.isdigit()`` is also true for Arabic-Indic, fullwidth and superscript
+    digits)."""
+    return bool(text) and text.isascii() and text.isdigit()
+
+
 @functools.lru_cache(maxsize=4096)
 def from_carrier(raw: str, default_region: str = "US") -> str:
     """Normalise a number as a carrier wrote it (``+1555...``, ``1555...``, ``555...``).
@@ -84,11 +92,15 @@ def from_carrier(raw: str, default_region: str = "US") -> str:
     A short code (3-8 digits, e.g. a bank's verification texts) has no E.164 form and is
     kept as its digits, so such a text still reaches the phone."""
     text = (raw or "").strip()
+    if not text.translate(_VISUAL_SEPARATORS).isascii():
+        # str.isdigit() and libphonenumber both take Arabic-Indic, fullwidth and superscript
+        # digits; no carrier sends them, and a lookalike number must not pass as a real one.
+        raise InvalidNumber(f"{raw!r} is not a phone number (only ASCII digits are read)")
     bare = text.lstrip("+")
-    if bare.isdigit() and len(bare) in SHORT_CODE_DIGITS and not text.startswith("+"):
+    if is_ascii_digits(bare) and len(bare) in SHORT_CODE_DIGITS and not text.startswith("+"):
         return bare
     # 11+ digits without '+' already carry a country code (Vonage, Plivo, Flowroute style).
-    if not text.startswith("+") and bare.isdigit() and len(bare) > 10:
+    if not text.startswith("+") and is_ascii_digits(bare) and len(bare) > 10:
         text = "+" + bare
     return to_e164(text, default_region)
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BaseModel, BeforeValidator, SecretStr
 
 CREDENTIAL_FOLDER_ID = "sip-sms-bridge"
 
@@ -75,3 +75,18 @@ Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
 def reveal(secret: SecretStr | None) -> str:
     """The plain value, for the one place that needs it (an auth header, an HMAC key)."""
     return secret.get_secret_value() if secret is not None else ""
+
+
+def secret_values(model: BaseModel) -> list[str]:
+    """Every secret in a config model, nested models included: what redaction looks for."""
+    values: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = (value.values() if isinstance(value, dict)
+                 else value if isinstance(value, list | tuple) else (value,))
+        for item in items:
+            if isinstance(item, SecretStr):
+                values.append(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                values.extend(secret_values(item))
+    return values

@@ -8,6 +8,7 @@ its path in the file (``providers[twilio].auth_token: environment variable ... i
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -65,6 +67,24 @@ class BridgeSection(Strict):
     # it again: nothing is lost, every text is on disk. None turns the guard off.
     restart_above_rss_mib: int | None = Field(default=2048, ge=64)
     memory_check_seconds: float = Field(default=60.0, gt=0)
+    # --- scaling out (bridge/store) ---
+    # Where the state lives: unset = the SQLite file in state_dir; "postgresql://user:pass@
+    # host/db" = PostgreSQL, shared by several instances. A secret like any other (it may
+    # carry a password), so it may also be { env = ... }, { file = ... }, { credential = ... }.
+    database: Secret | None = None
+    # This instance's name in claims, registrations, /readyz and /metrics (default
+    # hostname:pid). Give a stable one to resume its own in-flight texts at once on restart.
+    instance: str | None = Field(default=None, min_length=1, max_length=100)
+    # A claimed text whose instance stops renewing its claim for this long is taken over.
+    claim_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it out for SQLite)")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -85,6 +105,15 @@ class WebSection(Strict):
     # X-Forwarded-For believed; everyone else's address is the connection's. Signatures
     # are always checked against bridge.public_url.
     trusted_proxies: list[str] = []
+    # Slow and many clients: a connection must send its request headers within
+    # header_timeout_seconds (also how long an idle keep-alive connection stays open) and its
+    # body within body_timeout_seconds; at most max_connections are open at once, and at
+    # most max_connections_per_client from one address (trusted proxies excepted). Keep
+    # max_connections well below the unit's LimitNOFILE.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    max_connections_per_client: int = Field(default=256, ge=1, le=1_000_000)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -117,6 +146,43 @@ class AdminSection(Strict):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 24)")
         return value
+
+
+class ConsoleUser(Strict):
+    """One person who may sign in to the web console (``/console/``). ``admin`` sees every
+    tenant; ``tenant`` sees and acts on its ``accounts`` only."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    # argon2id, made by ``sip-sms-bridge hash-password``; a secret like any other (it may
+    # come from an env var or a file), so the console and logs never show it.
+    password_hash: Secret
+    role: Literal["admin", "tenant"] = "tenant"
+    accounts: list[str] = []
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("$argon2id$"):
+            raise ValueError("must be an argon2id hash: make one with "
+                             "`sip-sms-bridge hash-password`")
+        return value
+
+    @model_validator(mode="after")
+    def _scope(self) -> ConsoleUser:
+        if self.role == "tenant" and not self.accounts:
+            raise ValueError("a tenant user needs accounts (the tenants it may see)")
+        if self.role == "admin" and self.accounts:
+            raise ValueError("an admin sees every account: leave accounts out")
+        return self
+
+
+class ConsoleSection(Strict):
+    """The web console at public_url/console/. Without users, the daemon prints a one-time
+    login link for this machine (loopback) at start."""
+
+    enabled: bool = True
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    users: list[ConsoleUser] = []
 
 
 class SipSection(Strict):
@@ -381,24 +447,8 @@ class ExtensionSettings(Strict):
         return self
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
-
-    bridge: BridgeSection = BridgeSection()
-    web: WebSection = WebSection()
-    admin: AdminSection = AdminSection()
-    sip: SipSection = SipSection()
-    delivery: DeliverySection = DeliverySection()
-    media: MediaSection = MediaSection()
-    accounts: list[AccountSettings] = Field(min_length=1)
-    providers: list[ProviderSettings] = Field(min_length=1)
-    numbers: list[NumberSettings] = []
-    extensions: list[ExtensionSettings] = []
+class _FromToml(BaseSettings):
+    """Sources, highest first: the environment, then the TOML file (``toml_path``)."""
 
     toml_path: ClassVar[Path | None] = None
 
@@ -415,6 +465,27 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+
+class Settings(_FromToml):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    bridge: BridgeSection = BridgeSection()
+    web: WebSection = WebSection()
+    admin: AdminSection = AdminSection()
+    sip: SipSection = SipSection()
+    delivery: DeliverySection = DeliverySection()
+    media: MediaSection = MediaSection()
+    console: ConsoleSection = ConsoleSection()
+    accounts: list[AccountSettings] = Field(min_length=1)
+    providers: list[ProviderSettings] = Field(min_length=1)
+    numbers: list[NumberSettings] = []
+    extensions: list[ExtensionSettings] = []
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -478,6 +549,20 @@ class Settings(BaseSettings):
             raise ValueError("\n".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _console_users(self) -> Settings:
+        problems = []
+        names = {a.name for a in self.accounts}
+        for name, count in Counter(u.name for u in self.console.users).items():
+            if count > 1:
+                problems.append(f"console.users[{name}]: name used {count} times")
+        for user in self.console.users:
+            problems += [f"console.users[{user.name}].accounts: no account named {a!r}"
+                         for a in user.accounts if a not in names]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     def number_plan(self) -> NumberPlan:
         return NumberPlan(self.numbers, self.account_of_number)
 
@@ -496,20 +581,98 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class ConfigUnreadable(ConfigError):
+    """The file (or an environment override) cannot even be parsed: one line, naming the
+    file, the place and what to do."""
+
+
+# tomllib recurses once per nesting level; no config needs more than a handful.
+MAX_NESTING = 32
+_ENV_FIELD = re.compile(r'field "([^"]+)" from source "EnvSettingsSource"')
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read, validate and cross-check the config file (plus environment overrides)."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    cls = type("FileSettings", (Settings,), {"toml_path": path})
+    raw = read_toml(path)
+    cls = type("FileSettings", (Settings,), {"toml_path": Path(path)})
     try:
         return cls()
     except ValidationError as exc:
         raise ConfigError(_describe(exc, raw)) from None
+    except SettingsError as exc:
+        raise ConfigUnreadable([_env_problem(path, exc)]) from None
+    except RecursionError:
+        raise ConfigUnreadable([f"{path}: nested too deeply to validate"]) from None
+
+
+class _StateOnly(_FromToml):
+    """The [bridge] section alone, with the same environment overrides."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="ignore", frozen=True)
+    bridge: BridgeSection = BridgeSection()
+
+
+def load_state_dir(path: str | Path) -> Path:
+    """Where the database is, for the commands that only read it: the rest of the config
+    (secrets above all) need not resolve."""
+    raw = read_toml(path)
+    cls = type("FileState", (_StateOnly,), {"toml_path": Path(path)})
+    try:
+        return cls().bridge.state_dir
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, raw)) from None
+    except SettingsError as exc:
+        raise ConfigUnreadable([_env_problem(path, exc)]) from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The file as TOML, or ``ConfigUnreadable`` with one line saying what to do."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigUnreadable([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigUnreadable([f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not "
+                                "UTF-8; save the file as UTF-8"]) from None
+    depth = _nesting(text)
+    if depth > MAX_NESTING:
+        raise ConfigUnreadable([f"{path}: arrays or inline tables nested {depth} deep (at most "
+                                f"{MAX_NESTING}); a config needs only a few levels"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigUnreadable([f"{path}: not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigUnreadable([f"{path}: nested too deeply to read"]) from None
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the [ and { nesting in TOML text (brackets in strings and comments
+    counted too: harmless for a bound)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _env_problem(path: str | Path, exc: SettingsError) -> str:
+    match = _ENV_FIELD.search(str(exc))
+    name = match.group(1) if match else None
+    if name is None:
+        return f"{path}: an environment override ({ENV_PREFIX}...) cannot be read: {exc}"
+    var = ENV_PREFIX + name.upper()
+    return (f"{path}: {name}: ${var} is not valid JSON; set a whole section as a JSON "
+            f"object (e.g. {var}='{{\"port\": 8443}}') or one field as "
+            f"{var}__FIELD=value, or unset it")
 
 
 def _describe(exc: ValidationError, raw: dict[str, Any]) -> list[str]:

@@ -1,7 +1,7 @@
 """A full disk under the state directory (a small tmpfs, mounted as root, as in CI): texts
-that cannot be stored are explained to their sender at once, an attempt whose outcome cannot
-be recorded is recorded once space returns (never left in `sending`, never sent twice), and
-the daemon serves again by itself."""
+that cannot be stored are answered 503 and explained to their sender at once, an attempt
+whose outcome cannot be recorded is recorded once space returns (never left in `sending`,
+never sent twice), and the daemon serves again by itself."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from tests.carrier_server import CannedResponse, CarrierServer
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Phone, free_port, run_sipp, wait_until
+from tests.peers.rawsip import RawMessage, send_udp
 
 SIPP = Path(__file__).parent / "peers" / "sipp"
 DID = "+15551230001"
@@ -84,9 +85,12 @@ async def test_a_full_disk_is_explained_recorded_later_and_recovered_from(tmp_pa
         await asyncio.to_thread(text, "in flight")
         await twilio.wait_for(1)
         filler = await asyncio.to_thread(fill, small_disk)
-        # 2. texts that arrive now cannot be stored: the sender is told at once
+        # 2. texts that arrive now cannot be stored: answered 503, and the sender is told
         for n in range(3):
-            await asyncio.to_thread(text, f"while full {n}")
+            message = RawMessage(b"<sip:1001@127.0.0.1>;tag=f",
+                                 f"<sip:{REMOTE}@127.0.0.1>".encode(), f"full-{n}@x".encode(),
+                                 body=f"while full {n}".encode())
+            assert await asyncio.to_thread(send_udp, message, sip_port, 5.0) == 503
         notices = await asyncio.to_thread(pbx.wait_messages, 3, 20)
         assert all("cannot store texts right now" in n["body"] for n in notices)
         await asyncio.sleep(3)  # the carrier has answered; its outcome waits for space

@@ -9,7 +9,7 @@ from bridge.sip.content import user_of
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port
-from tests.test_e2e_core import inbound_params, post_twilio_webhook
+from tests.peers.twilio import inbound_params, post_twilio_webhook
 
 A_MAIN, A_SECOND, A_DECLINE = "+15551230001", "+15551230002", "+15551230009"
 B_MAIN = "+15552220001"

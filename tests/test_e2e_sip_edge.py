@@ -65,7 +65,7 @@ async def start(tmp_path, peers) -> tuple[BridgeProcess, Phone, int]:
     return bridge, pbx, sip_port
 
 
-async def test_long_texts_whole_over_tcp_and_refused_not_cut_over_udp(tmp_path, peers):
+async def test_long_texts_arrive_whole_and_cut_ones_are_refused_not_passed_on(tmp_path, peers):
     bridge, pbx, sip_port = await start(tmp_path, peers)
     fits = "Grüße aus Köln, 你好 " * 560  # 14,560 bytes of UTF-8: under 16 KiB
     assert 14000 < len(fits.encode()) < 16384
@@ -77,13 +77,18 @@ async def test_long_texts_whole_over_tcp_and_refused_not_cut_over_udp(tmp_path, 
     (row,) = rows(bridge)
     assert row["direction"] == "out" and row["body"] == fits and row["state"] != "rejected"
 
-    # over UDP pjsip reads 4,000 bytes of a datagram: the text is refused, never cut
-    answer = await asyncio.to_thread(raw_udp, sip_port, message(sip_port, fits[:3000].encode()))
+    # over UDP too: the bridge's own listener reads whole datagrams (pjsip reads 4,000 bytes)
+    answer = await asyncio.to_thread(raw_udp, sip_port, message(sip_port, fits.encode(),
+                                                                call_id=b"u1@x"))
     assert answer.startswith(b"SIP/2.0 200")
+    assert [r["body"] for r in rows(bridge)] == [fits, fits]
+    # a datagram shorter than its Content-Length was cut on the way: refused, never cut
+    cut = message(sip_port, fits.encode(), call_id=b"u2@x")[:3000]
+    assert (await asyncio.to_thread(raw_udp, sip_port, cut)).startswith(b"SIP/2.0 200")
     refused = wait_until(lambda: [r for r in rows(bridge) if r["state"] == "rejected"], 10)
     assert "TCP" in refused[0]["last_error"]
     (notice,) = await asyncio.to_thread(pbx.wait_messages, 1, 15)
-    assert notice["body"].startswith(f"SMS to {REMOTE} not sent: the text is too long")
+    assert notice["body"].startswith(f"SMS to {REMOTE} not sent: the text arrived cut short")
     assert "Traceback" not in bridge.log_text()
 
 

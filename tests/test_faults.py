@@ -24,7 +24,8 @@ from twilio.request_validator import RequestValidator
 from tests.carrier_server import CannedResponse, CarrierServer
 from tests.peers import configs
 from tests.peers.harness import BridgeProcess, Kamailio, Phone, free_port, wait_until
-from tests.test_e2e_core import inbound_params, post_twilio_webhook, stored
+from tests.peers.twilio import inbound_params, post_twilio_webhook, stored
+from tests.traffic import Traffic
 
 DID = "+15551230001"
 REMOTE = "+15557654321"
@@ -55,32 +56,9 @@ async def test_sigkill_at_random_moments_under_load_loses_nothing(tmp_path, peer
         bridge = BridgeProcess(tmp_path, trunk_config(web_port, sip_port, phone.port,
                                                       carrier.url), env=configs.ENV)
         peers.append(bridge)
-        acked_out: list[str] = []
-        acked_in: dict[str, str] = {}  # MessageSid -> body
-        sequence = 0
-
-        async def send_texts(stop: asyncio.Event) -> None:
-            nonlocal sequence
-            while not stop.is_set():
-                sequence += 1
-                body = f"out-{sequence}"
-                # a MESSAGE caught by the kill gets no answer: not acknowledged
-                code = await asyncio.to_thread(
-                    phone.send, f"sip:{REMOTE}@127.0.0.1:{sip_port}", body, timeout=2)
-                if code == 200:
-                    acked_out.append(body)
-
-        async def post_webhooks(stop: asyncio.Event) -> None:
-            nonlocal sequence
-            while not stop.is_set():
-                sequence += 1
-                sid, body = f"SM{sequence:032d}", f"in-{sequence}"
-                try:
-                    status = await post_twilio_webhook(bridge, inbound_params(sid, body))
-                except aiohttp.ClientError:
-                    continue  # the bridge is down: not acknowledged
-                if status == 200:
-                    acked_in[sid] = body
+        traffic = Traffic()
+        acked_out, acked_in = traffic.acked_out, traffic.acked_in
+        target = f"sip:{REMOTE}@127.0.0.1:{sip_port}"
 
         for _ in range(KILL_ROUNDS):
             await asyncio.to_thread(bridge.start, web_port)
@@ -89,8 +67,9 @@ async def test_sigkill_at_random_moments_under_load_loses_nothing(tmp_path, peer
                 assert await post_twilio_webhook(bridge, inbound_params(sid, acked_in[sid])) \
                     == 200
             stop = asyncio.Event()
-            load = [asyncio.create_task(send_texts(stop)), asyncio.create_task(send_texts(stop)),
-                    asyncio.create_task(post_webhooks(stop))]
+            load = [asyncio.create_task(traffic.send_texts(phone, target, stop)),
+                    asyncio.create_task(traffic.send_texts(phone, target, stop)),
+                    asyncio.create_task(traffic.post_webhooks(bridge, stop))]
             await asyncio.sleep(rng.uniform(0.3, 1.5))
             bridge.kill()
             stop.set()
@@ -99,24 +78,15 @@ async def test_sigkill_at_random_moments_under_load_loses_nothing(tmp_path, peer
         await asyncio.to_thread(bridge.start, web_port)
         assert acked_out and acked_in, "the load never got through"
 
-        def carrier_bodies() -> set[str]:
-            return {dict(r.form())["Body"] for r in carrier.requests}
-
-        await asyncio.to_thread(wait_until, lambda: set(acked_out) <= carrier_bodies(), 60,
-                                what="every acknowledged outbound text at the carrier")
-        await asyncio.to_thread(
-            wait_until, lambda: set(acked_in.values()) <= {m["body"] for m in phone.messages},
-            60, what="every acknowledged inbound text at the phone")
+        out_dups, in_dups = await traffic.all_delivered(carrier, phone)
         db = sqlite3.connect(tmp_path / "state" / "bridge.sqlite3")
         repeats = db.execute(
             "SELECT carrier_id, COUNT(*) FROM messages WHERE direction = 'in' AND "
             "copy_of IS NULL GROUP BY provider, carrier_id HAVING COUNT(*) > 1").fetchall()
         assert repeats == []  # one stored message per carrier message id
-        delivered = [m["body"] for m in phone.messages]
-        out_dups = len(carrier.requests) - len(carrier_bodies())
         print(f"\n{KILL_ROUNDS} kills: {len(acked_out)} outbound and {len(acked_in)} inbound "
               f"acknowledged; all delivered; repeats after a kill: {out_dups} to the carrier, "
-              f"{len(delivered) - len(set(delivered))} to the phone")
+              f"{in_dups} to the phone")
 
 
 async def test_carrier_errors_then_recovery_drain_the_queue(tmp_path, peers):

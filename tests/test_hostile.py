@@ -37,22 +37,10 @@ def hostile_config(web_port: int, sip_port: int, pbx_port: int, twilio_url: str)
                          sip="max_body_bytes = 1024")
             + configs.trunk_account(pbx_port)
             + configs.twilio_provider(twilio_url)
-            + f"""
-[admin]
-token = "{ADMIN_TOKEN}"
-
-[[providers]]
-name = "sandbox"
-type = "sandbox"
-
-[[providers]]
-name = "flowroute"
-type = "flowroute"
-access_key = "12345678"
-secret_key = "flowroute-api-s3cr3t"
-webhook_token = "{FLOWROUTE_TOKEN}"
-api_base = "{twilio_url}"
-"""
+            + f'\n[admin]\ntoken = "{ADMIN_TOKEN}"\n'
+            + configs.sandbox_provider()
+            + configs.flowroute_provider(twilio_url, secret_key='"flowroute-api-s3cr3t"',
+                                         webhook_token=f'"{FLOWROUTE_TOKEN}"')
             + configs.number(DID, "twilio", ["1001"])
             + configs.number("+15551230002", "sandbox", ["1001"])
             + configs.number("+15551230003", "flowroute", ["1001"])

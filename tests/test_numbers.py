@@ -78,3 +78,12 @@ def test_split_text_keeps_every_word(text, limit):
     assert all(len(p) <= limit for p in parts)
     assert "".join(parts).replace(" ", "") == "".join(text.split(" ")).replace(" ", "") or \
         "".join(text.split()) == "".join("".join(parts).split())
+
+
+@pytest.mark.parametrize("raw", ["١٢٣٤٥", "１２３４５", "¹²³", "+１５５５１２３０００１",  # noqa: RUF001
+                                 "+1555123000\u0661"])
+def test_only_ascii_digits_are_read(raw):
+    """str.isdigit() and libphonenumber both accept these; a carrier never sends them."""
+    for parse in (from_carrier, to_e164):
+        with pytest.raises(InvalidNumber, match="only ASCII digits"):
+            parse(raw)

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.store import Store, StoredMessage, _get
+from bridge.store import Store, StoredMessage
 from tests.carrier_server import CannedResponse, CarrierServer, RecordedRequest
 from tests.peers import configs
 from tests.peers.harness import REPO, BridgeProcess, Kamailio, Phone, free_port, wait_until
-from tests.test_e2e_core import inbound_params, post_twilio_webhook, stored
+from tests.peers.twilio import inbound_params, post_twilio_webhook, stored
 
 UNIT = REPO / "systemd" / "sip-sms-bridge.service"
 DASHBOARD = REPO / "config" / "grafana-dashboard.json"
@@ -337,7 +337,7 @@ async def wait_state(db: Store, message_id: int, state: str) -> StoredMessage:
 
     async def poll() -> StoredMessage:
         while True:
-            message = db.query_sync(lambda conn: _get(conn, message_id))
+            message = await db.get(message_id)
             if message is not None and message.state == state:
                 return message
             await asyncio.sleep(0.1)

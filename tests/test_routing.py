@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from bridge.optout import Keyword, keyword_of
-from bridge.pacing import Pacer
 from bridge.routing import InboundRoute, OutboundRoute, Refusal, Router
-from bridge.settings import ConfigError, PacingSettings, Settings, load_settings
+from bridge.settings import ConfigError, Settings, load_settings
 
 CONFIG = """
 [[accounts]]
@@ -298,15 +297,3 @@ def test_multi_tenant_example_is_valid(tmp_path, monkeypatch):
 )
 def test_opt_out_keywords(text, expected):
     assert keyword_of(text) == expected
-
-
-def test_pacing_queues_rather_than_drops():
-    pacer = Pacer()
-    pace = PacingSettings(per_second=2, per_hour=5)
-    waits = [pacer.wait("+1", i, pace, now=1000.0) for i in range(7)]
-    assert waits == [0.0, 0.5, 1.0, 1.5, 2.0, 3600.0, 3600.5]
-    # a deferred message keeps its slot: asking at that time lets it through
-    assert pacer.wait("+1", 1, pace, now=1000.5) == 0.0
-    assert pacer.wait("+1", 6, pace, now=1000.5) == 3600.0
-    # other DIDs are paced separately
-    assert pacer.wait("+2", 0, pace, now=1000.0) == 0.0

@@ -79,7 +79,7 @@ def test_cli_reports_problems_and_exits_non_zero(tmp_path):
                  'deliver_to = ["1"]\n')
     out = subprocess.run([sys.executable, "-m", "bridge", "check-config", "--config",
                           str(path)], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "numbers[12].number:" in out.stderr
 
 
@@ -162,7 +162,7 @@ auth_token = "inline-secret-value-123"
     path = write(tmp_path, text)
     out = subprocess.run([sys.executable, "-m", "bridge", "check-config", "--config",
                           str(path)], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "inline-secret-value-123" not in out.stdout + out.stderr
 
 
@@ -171,7 +171,7 @@ def test_broken_files_fail_cleanly(tmp_path, broken):
     path = write(tmp_path, broken)
     out = subprocess.run([sys.executable, "-m", "bridge", "check-config", "--config",
                           str(path)], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip()
 
@@ -179,4 +179,4 @@ def test_broken_files_fail_cleanly(tmp_path, broken):
 def test_missing_file_fails_cleanly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bridge", "check-config", "--config",
                           str(tmp_path / "nope.toml")], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 1 and "cannot read" in out.stderr
+    assert out.returncode == 2 and "cannot read" in out.stderr

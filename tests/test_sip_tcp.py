@@ -10,6 +10,7 @@ import pytest
 
 from bridge.model import SipText
 from bridge.sip import tcp
+from bridge.sip.intake import Intake
 from bridge.sip.tcp import SipTcpListener
 
 
@@ -38,8 +39,8 @@ async def listener():
         received.append(text)
         return text.to_user != "+15550000000"  # this number stands for a failing store
 
-    server = SipTcpListener(on_text, lambda message: "*trunk*", max_body_bytes=16384,
-                            user_agent="test")
+    server = SipTcpListener(Intake(on_text, lambda message: "*trunk*", max_body_bytes=16384,
+                                   user_agent="test"))
     port = await server.start("127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     yield server, reader, writer, received, stored

@@ -52,7 +52,7 @@ def test_a_body_pjsip_cut_is_refused_not_passed_on():
     raw = message(body)[:4000]  # ... and what pjsip reads of the datagram
     text = decode(raw)
     assert text is not None and text.content is None
-    assert text.refusal is not None and "TCP" in text.refusal and "5,000" in text.refusal
+    assert text.refusal is not None and "TCP" in text.refusal and "of 5,000" in text.refusal
 
 
 def test_bytes_past_content_length_are_not_the_body():

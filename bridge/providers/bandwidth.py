@@ -48,10 +48,11 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import split_text
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
@@ -59,10 +60,10 @@ from bridge.providers.base import (
     classify_http_failure,
     constant_time_equal,
     require,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
-
-MAX_TEXT = 2048
 
 
 class BandwidthConfig(ProviderConfig):
@@ -98,28 +99,16 @@ class BandwidthProvider(Provider):
     default_api_base = "https://messaging.bandwidth.com"
     webhook_auth = "HTTP Basic with the callback credentials set on the Bandwidth application"
     opt_out_codes = frozenset({"4775"})
+    text_limit = TextLimit(2048)
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
     config: BandwidthConfig
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
-        texts = split_text(msg.text, MAX_TEXT) if len(msg.text) > MAX_TEXT else [msg.text]
-        first: Sent | None = None
-        for index, text in enumerate(texts):
-            result = await self._send_one(msg, text, msg.media if index == 0 else ())
-            if isinstance(result, SendFailed):
-                if first is None:
-                    return result
-                # Earlier parts are out; a retry would send them twice.
-                return Sent(first.carrier_id, detail=f"part {index + 1}/{len(texts)} "
-                            f"not sent: {result.reason}"[:500])
-            first = first or result
-        assert first is not None
-        return first
-
-    async def _send_one(self, msg: OutboundSms, text: str, media) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
+        text, media = part.text, part.media
         body: dict[str, Any] = {
             "applicationId": cfg.application_id,
             "to": [msg.to_number],
@@ -138,10 +127,7 @@ class BandwidthProvider(Provider):
         }
         data = json.dumps(body, ensure_ascii=False).encode()
         async with self.http.post(url, data=data, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status in (200, 201, 202) and isinstance(payload, dict) and payload.get("id"):
                 return Sent(str(payload["id"]))
             return self._failure(resp.status, payload, resp.headers)
@@ -219,9 +205,7 @@ class BandwidthProvider(Provider):
         carrier_id = _string(message, "id", "message field")
         if kind == "message-received":
             recipient = event.get("to") or message.get("owner")
-            text = message.get("text") or ""
-            if not isinstance(text, str):
-                raise WebhookMalformed("message.text is not a string")
+            text = text_field(message, "text", "message.text")
             media = message.get("media") or []
             if not isinstance(media, list) or not all(isinstance(u, str) and u for u in media):
                 raise WebhookMalformed("message.media is not a list of URLs")

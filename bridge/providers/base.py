@@ -14,17 +14,20 @@ import functools
 import hmac
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from bridge.model import InboundEvent, OutboundSms, SendFailed, SendResult
-from bridge.numbers import InvalidNumber, from_carrier
-from bridge.secrets import Secret, reveal
+from bridge.model import InboundEvent, MediaRef, OutboundSms, SendFailed, SendResult, Sent
+from bridge.numbers import InvalidNumber, from_carrier, segments, split_text
+from bridge.redact import redact
+from bridge.secrets import Secret, reveal, secret_values
+
+T = TypeVar("T")
 
 
 class ProviderConfig(BaseModel):
@@ -111,30 +114,50 @@ class WebhookAnswer:
     content_type: str = "text/plain"
 
 
-def _secret_values(model: BaseModel) -> list[str]:
-    """Every secret in a config model, nested models included."""
-    values: list[str] = []
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, SecretStr):
-            values.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            values.extend(_secret_values(value))
-        elif isinstance(value, list | tuple | dict):
-            items = value.values() if isinstance(value, dict) else value
-            for item in items:
-                if isinstance(item, SecretStr):
-                    values.append(item.get_secret_value())
-                elif isinstance(item, BaseModel):
-                    values.extend(_secret_values(item))
-    return values
-
-
 def require(mapping: Mapping[str, Any], key: str, what: str = "field") -> Any:
     """A required field of a webhook payload, or a clean 400."""
     if not isinstance(mapping, Mapping) or key not in mapping or mapping[key] in (None, ""):
         raise WebhookMalformed(f"missing {what} {key!r}")
     return mapping[key]
+
+
+def media_list(value: Any, type_keys: Sequence[str] = ("content_type",)) -> tuple[MediaRef, ...]:
+    """A webhook's media: a JSON list of URLs, or of ``{"url": ..., <type key>: ...}``
+    objects (the first of ``type_keys`` present gives the content type), or a clean 400."""
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, list):
+        raise WebhookMalformed("'media' must be a list")
+    refs = []
+    for item in value:
+        if isinstance(item, str) and item:
+            refs.append(MediaRef(item))
+        elif isinstance(item, Mapping):
+            refs.append(media_object(item, "a media entry", type_keys))
+        else:
+            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
+    return tuple(refs)
+
+
+def media_object(item: Mapping[str, Any], what: str,
+                 type_keys: Sequence[str] = ("content_type",),
+                 size_key: str = "size") -> MediaRef:
+    """One media object of a webhook (``url``, a content type, a size), or a clean 400."""
+    url = item.get("url")
+    if not isinstance(url, str) or not url:
+        raise WebhookMalformed(f"{what} without a url")
+    ctype = next((item[k] for k in type_keys if item.get(k)), None)
+    size = item.get(size_key)
+    return MediaRef(url, ctype if isinstance(ctype, str) else None,
+                    size if isinstance(size, int) and not isinstance(size, bool) else None)
+
+
+def text_field(mapping: Mapping[str, Any], key: str, what: str) -> str:
+    """An optional text field of a webhook payload ("" when absent), or a clean 400."""
+    text = mapping.get(key) or ""
+    if not isinstance(text, str):
+        raise WebhookMalformed(f"{what} is not a string")
+    return text
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -155,9 +178,37 @@ def json_object(value: object, what: str) -> Mapping[str, Any]:
 
 
 def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
-    a_bytes = a.encode() if isinstance(a, str) else a
-    b_bytes = b.encode() if isinstance(b, str) else b
+    # aiohttp decodes header bytes that are not UTF-8 as surrogate escapes: compare the
+    # bytes that arrived instead of failing to encode them
+    a_bytes = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else a
+    b_bytes = b.encode("utf-8", "surrogatepass") if isinstance(b, str) else b
     return hmac.compare_digest(a_bytes, b_bytes)
+
+
+async def response_json(resp: aiohttp.ClientResponse) -> Any:
+    """A carrier's answer as parsed JSON, or None when it is not JSON (an HTML error page)."""
+    try:
+        return await resp.json(content_type=None)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def first_error(payload: object) -> Mapping[str, Any] | None:
+    """The first entry of a JSON:API ``{"errors": [{...}]}`` answer, if there is one."""
+    errors = payload.get("errors") if isinstance(payload, Mapping) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return first if isinstance(first, Mapping) else None
+
+
+def carrier_failure(status: int, headers: Mapping[str, str], carrier: str, message: str,
+                    code: object = None) -> SendFailed:
+    """The shared HTTP rule (``classify_http_failure``), reported with the carrier's own error
+    code when it gave one ("Twilio error 21211: ..."), which opt-out codes are matched on."""
+    failure = classify_http_failure(status, message or "no error message", headers)
+    if code in (None, ""):
+        return failure
+    return SendFailed(f"{carrier} error {code}: {message}"[:500], retryable=failure.retryable,
+                      retry_after=failure.retry_after, code=str(code))
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -167,6 +218,16 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP-date; the dispatcher's own backoff applies
+
+
+async def _guarded(call: Awaitable[SendResult]) -> SendResult:
+    """An API call's result, with network trouble turned into a retryable ``SendFailed``."""
+    try:
+        return await call
+    except TimeoutError:
+        return SendFailed("timed out waiting for the carrier", retryable=True)
+    except aiohttp.ClientError as exc:
+        return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
 
 
 def classify_http_failure(status: int, reason: str, headers: Mapping[str, str]) -> SendFailed:
@@ -203,8 +264,41 @@ class MediaTooLarge(Exception):
         self.size = size
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One API call's worth of a message: a piece of its text and/or some of its media."""
+
+    text: str
+    media: tuple[MediaRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimit:
+    """The most characters (code points) one API call may carry: ``gsm7`` for a text the GSM-7
+    alphabet can encode, ``ucs2`` (the same when None) for one that needs UCS-2."""
+
+    gsm7: int
+    ucs2: int | None = None
+
+    def of(self, text: str) -> int:
+        if self.ucs2 is not None and segments(text).encoding == "UCS-2":
+            return self.ucs2
+        return self.gsm7
+
+
 class Provider:
-    """Base class of the carrier adapters."""
+    """Base class of the carrier adapters.
+
+    Sending, the multi-part rule: an adapter implements ``_send_part`` (one API call) and
+    declares its limits as data (``text_limit``, ``max_media_per_part``); ``split`` cuts a
+    message into ``Part``s and ``send_parts`` sends them in order. Parts that earlier attempts
+    got accepted (``OutboundSms.accepted_parts``) are never sent again. The first refused part
+    ends the attempt: if nothing went out that is the carrier's failure as it is; otherwise a
+    ``SendFailed`` whose reason starts "part k of n refused:", whose ``retryable`` is the
+    refused part's, and whose ``accepted_parts`` says which went out. All parts accepted is
+    ``Sent`` with the first part's id (delivery reports are matched on it) and every id in
+    ``parts``.
+    """
 
     Config: ClassVar[type[ProviderConfig]] = ProviderConfig
     default_api_base: ClassVar[str] = ""
@@ -220,6 +314,10 @@ class Provider:
     opt_out_codes: ClassVar[frozenset[str]] = frozenset()
     # False for carriers (or adapters) that cannot send MMS: the core sends links instead.
     supports_mms: ClassVar[bool] = True
+    # The carrier's length limit for one API call's text; None: the carrier splits it itself.
+    text_limit: ClassVar[TextLimit | None] = None
+    # The most media items one API call may carry; None: all of them in one call.
+    max_media_per_part: ClassVar[int | None] = None
     # What the carrier accepts as a webhook request body.
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
         {"application/json", "application/x-www-form-urlencoded"}
@@ -268,12 +366,7 @@ class Provider:
         if msg.sender_id and not self.supports_sender_id:
             return SendFailed(f"{self.config.type} cannot send from an alphanumeric sender ID",
                               retryable=False)
-        try:
-            result = await self._send(msg)
-        except TimeoutError:
-            return SendFailed("timed out waiting for the carrier", retryable=True)
-        except aiohttp.ClientError as exc:
-            return SendFailed(f"cannot reach the carrier: {type(exc).__name__}", retryable=True)
+        result = await _guarded(self._send(msg))
         if isinstance(result, SendFailed):
             reason = self.redact(result.reason)
             if reason != result.reason:
@@ -281,13 +374,57 @@ class Provider:
         return result
 
     def redact(self, text: str) -> str:
-        for secret in _secret_values(self.config):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        # cut: adapters shorten a carrier's message, possibly in the middle of a secret
+        return redact(text, secret_values(self.config), cut=True)
 
     async def _send(self, msg: OutboundSms) -> SendResult:
+        return await self.send_parts(msg, self.split(msg))
+
+    def max_chars(self, text: str) -> int | None:
+        """The most characters of ``text`` one API call may carry (None: no limit)."""
+        return self.text_limit.of(text) if self.text_limit is not None else None
+
+    def split(self, msg: OutboundSms) -> list[Part]:
+        """The message in the carrier's parts: the text cut at ``max_chars``, the media in
+        groups of ``max_media_per_part``, the first group riding with the first text part."""
+        limit = self.max_chars(msg.text)
+        texts = split_text(msg.text, limit) if limit and len(msg.text) > limit else [msg.text]
+        size = self.max_media_per_part or max(1, len(msg.media))
+        groups = [msg.media[i:i + size] for i in range(0, len(msg.media), size)]
+        parts = [Part(text, groups[0] if i == 0 and groups else ())
+                 for i, text in enumerate(texts)]
+        parts.extend(Part("", group) for group in groups[1:])
+        return parts
+
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
+        """One API call carrying ``part`` (the ``index``-th of ``total``, from 0)."""
         raise NotImplementedError
+
+    async def send_parts(
+        self, msg: OutboundSms, parts: Sequence[T],
+        send_one: Callable[[T, int, int], Awaitable[SendResult]] | None = None,
+    ) -> SendResult:
+        """Send the parts not yet accepted, in order (the rule is in the class docstring).
+        ``send_one(part, index, total)`` is one API call, ``_send_part`` unless given (for
+        adapters whose parts are their own request shapes, e.g. an SMS then an MMS call)."""
+        if send_one is None:
+            def send_one(part: Any, index: int, total: int) -> Awaitable[SendResult]:
+                return self._send_part(msg, part, index, total)
+        accepted = [p for p in msg.accepted_parts[:len(parts)] if p]
+        result: SendResult | None = None
+        for index in range(len(accepted), len(parts)):
+            result = await _guarded(send_one(parts[index], index, len(parts)))
+            if isinstance(result, SendFailed):
+                if not accepted:
+                    return result
+                return replace(result, accepted_parts=tuple(accepted),
+                               reason=f"part {index + 1} of {len(parts)} refused "
+                                      f"({len(accepted)} sent): {result.reason}"[:500])
+            accepted.append(result.carrier_id)
+        if len(parts) == 1:
+            return result if isinstance(result, Sent) else Sent(accepted[0])
+        return Sent(accepted[0], detail=f"{len(parts)} parts", parts=tuple(accepted))
 
     async def fetch_media(self, url: str, *, max_bytes: int | None = None) -> tuple[bytes, str]:
         """Download one media item of an inbound MMS: its bytes and content type (possibly

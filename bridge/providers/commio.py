@@ -56,6 +56,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -117,18 +118,7 @@ class CommioProvider(Provider):
         if (msg.text and not text_in_mms) or not steps:
             steps.extend(("sms", [("from_did", from_did), ("to_did", to_did), ("message", part)])
                          for part in split_text(msg.text, cfg.max_text_chars))
-        first_id = ""
-        for index, (kind, fields) in enumerate(steps):
-            result = await self._post(kind, fields)
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                return SendFailed(  # earlier parts are out: a retry would repeat them
-                    f"part {index + 1}/{len(steps)} failed after {index} were sent: "
-                    f"{result.reason}"[:500], retryable=False, code=result.code)
-            if index == 0:
-                first_id = result.carrier_id
-        return Sent(first_id, detail=f"{len(steps)} parts" if len(steps) > 1 else None)
+        return await self.send_parts(msg, steps, lambda step, _i, _n: self._post(*step))
 
     async def _post(self, kind: str, fields: list[tuple[str, str]]) -> SendResult:
         cfg = self.config
@@ -140,10 +130,7 @@ class CommioProvider(Provider):
             form = aiohttp.FormData(fields, default_to_multipart=True)
             request = self.http.post(url, data=form, headers=headers)
         async with request as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if 200 <= resp.status < 300:
                 guid = data.get("guid")

@@ -23,9 +23,13 @@ Facts and sources (see also shared providers.md §4):
   ``data.id`` = the sent message's ``mdr2-…`` id and ``data.attributes.{level, status,
   status_code, status_code_description}``; level 1 is the hand-off to the carrier, level 2 is
   anything later. No DLRs for MMS. [doc] v2.2 receive-a-dlr, /docs/delivery-receipts.
-  The list of ``status`` values was not available to us, so statuses are classified by their
-  words (fail/reject/undeliver/expire → failed; deliver/success → delivered at level 2, sent
-  at level 1; submit/sent/accept → sent; anything else, e.g. "buffered", is no news).
+  **Where the facts end**: ``status`` is documented only as "Status of the message" and
+  ``status_code`` points to a "Delivery Receipt Response Codes" table we could not read, so no
+  status value is known from a document. The adapter therefore guesses none: the operator
+  maps the values their account receives with ``dlr_states`` (status -> sent | delivered |
+  failed); an unmapped status is no news. The one documented rule applied is the level: a
+  level-1 receipt is the hand-off to the carrier, so it never means delivered (a status
+  mapped to "delivered" counts as sent there).
 - **No webhook signature or credentials are documented** (the docs only suggest allowing
   Flowroute's addresses), so a ``webhook_token`` in the URL path is required.
   [doc] "Protect your callback URL"
@@ -43,7 +47,6 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
@@ -57,17 +60,19 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     basic_auth,
+    carrier_failure,
     classify_http_failure,
+    first_error,
     json_object,
+    media_object,
     require,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
 JSON_API = "application/vnd.api+json"
 
-FAILED_WORDS = ("fail", "reject", "undeliv", "expire", "delete", "error")
-DELIVERED_WORDS = ("deliver", "delivrd", "success")
-SENT_WORDS = ("submit", "sent", "accept", "enroute")
 
 
 class FlowrouteConfig(ProviderConfig):
@@ -76,19 +81,20 @@ class FlowrouteConfig(ProviderConfig):
     secret_key: Secret
     number_format: Literal["e164", "digits"] = "e164"  # "+12065551234" or "12065551234"
     delivery_reports: bool = True  # ask Flowroute to post DLRs to our webhook (SMS only)
+    # Flowroute's DLR ``status`` values (case-insensitive) and what they mean here. None is
+    # documented, so none is assumed: e.g. { delivered = "delivered", undeliverable = "failed" }
+    dlr_states: dict[str, Literal["sent", "delivered", "failed"]] = Field(default_factory=dict)
 
 
-def classify_dlr(status: str, level: object) -> State | None:
-    words = status.lower()
-    if any(w in words for w in FAILED_WORDS):
-        return State.FAILED
-    if any(w in words for w in DELIVERED_WORDS):
-        return State.SENT if str(level) == "1" else State.DELIVERED
-    if any(w in words for w in SENT_WORDS):
-        return State.SENT
-    return None
-
-
+def classify_dlr(status: str, level: object,
+                 states: dict[str, str]) -> State | None:
+    """Our state for a receipt, from the operator's ``dlr_states``; None: no news."""
+    mapped = {k.lower(): v for k, v in states.items()}.get(status.strip().lower())
+    if mapped is None:
+        return None
+    if mapped == "delivered" and str(level) == "1":
+        return State.SENT  # level 1 is only the hand-off to the carrier
+    return State(mapped)
 
 
 class FlowrouteProvider(Provider):
@@ -126,10 +132,7 @@ class FlowrouteProvider(Provider):
         data = json.dumps(body, ensure_ascii=False).encode()
         async with self.http.post(f"{self.api_base}/v2.2/messages", data=data,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             record = payload.get("data") if isinstance(payload, dict) else None
             if resp.status in (200, 201, 202) and isinstance(record, dict) and record.get("id"):
                 return Sent(str(record["id"]))
@@ -137,18 +140,11 @@ class FlowrouteProvider(Provider):
 
     @staticmethod
     def _failure(status: int, payload: object, headers) -> SendFailed:
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        first = errors[0] if isinstance(errors, list) and errors else None
-        if not isinstance(first, dict):
+        first = first_error(payload)
+        if first is None:
             return classify_http_failure(status, "no error detail", headers)
         text = ": ".join(str(first[k]) for k in ("title", "detail") if first.get(k))
-        failure = classify_http_failure(status, text or "no error detail", headers)
-        return SendFailed(
-            reason=f"Flowroute error {status}: {text}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=failure.code,
-        )
+        return carrier_failure(status, headers, "Flowroute", text or "no error detail", status)
 
     # --- webhooks ---------------------------------------------------------------------------
     # verify(): the base class checks the URL path token, which is all Flowroute allows.
@@ -167,9 +163,7 @@ class FlowrouteProvider(Provider):
             return []
         if str(attributes.get("direction") or "inbound").lower() != "inbound":
             return []
-        text = attributes.get("body") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("data.attributes.body is not a string")
+        text = text_field(attributes, "body", "data.attributes.body")
         included = document.get("included") or []
         if not isinstance(included, list):
             raise WebhookMalformed("included is not a list")
@@ -179,13 +173,7 @@ class FlowrouteProvider(Provider):
             if item.get("type") != "media":
                 continue
             details = json_object(item.get("attributes"), "included[].attributes")
-            url = details.get("url")
-            if not isinstance(url, str) or not url:
-                raise WebhookMalformed("included media without a url")
-            mime = details.get("mime_type")
-            size = details.get("file_size")
-            media.append(MediaRef(url, mime if isinstance(mime, str) else None,
-                                  size if isinstance(size, int) else None))
+            media.append(media_object(details, "included media", ("mime_type",), "file_size"))
         return [InboundMessage(
             carrier_id,
             self.inbound_number(attributes.get("from"), "from"),
@@ -194,12 +182,11 @@ class FlowrouteProvider(Provider):
             tuple(media),
         )]
 
-    @staticmethod
-    def _receipt(carrier_id: str, attributes: Mapping[str, Any]) -> list[InboundEvent]:
+    def _receipt(self, carrier_id: str, attributes: Mapping[str, Any]) -> list[InboundEvent]:
         status = attributes.get("status")
         if not isinstance(status, str):
             raise WebhookMalformed("delivery receipt without a status")
-        state = classify_dlr(status, attributes.get("level"))
+        state = classify_dlr(status, attributes.get("level"), self.config.dlr_states)
         if state is None:
             return []
         error = None

@@ -7,6 +7,10 @@ Facts and sources (see also shared providers.md §7):
   digits with the country code, no '+'. Success is 202 ``{"api_id", "message", "message_uuid":
   ["..."]}``; errors are ``{"api_id", "error"}``. [sdk] plivo-python plivo/rest/client.py,
   plivo/resources/messages.py, tests/resources/fixtures/messageSendResponse.json
+- ``text`` is at most 1,600 GSM-7 or 737 UCS-2 characters per request (Plivo answers
+  "text parameter length exceeds 737 unicode characters" beyond); longer texts go as several
+  messages by the base's multi-part rule, with at most 10 ``media_urls`` per message.
+  [doc] plivo.com/docs/faq/messaging/sms (limits); plivo-python issue #298 (the error text)
 - Inbound: form POST (or GET) with ``MessageUUID``, ``From``, ``To``, ``Type`` (sms | mms),
   ``Text`` (SMS, already concatenated by Plivo) or ``Body`` (MMS), ``MediaCount`` and
   ``Media1``..``MediaN``. The docs say 1-based, an older support article says ``Media0``; we
@@ -54,10 +58,12 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
@@ -65,6 +71,7 @@ from bridge.providers.base import (
     classify_http_failure,
     constant_time_equal,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -137,30 +144,31 @@ class PlivoProvider(Provider):
     webhook_content_types: ClassVar[frozenset[str]] = frozenset(
         {"application/x-www-form-urlencoded"}
     )
+    # text: at most 1,600 GSM-7 or 737 UCS-2 characters per request; media_urls: at most 10.
+    text_limit = TextLimit(1600, 737)
+    max_media_per_part = MAX_MEDIA
     config: PlivoConfig
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
-        body: dict[str, Any] = {"dst": digits(msg.to_number), "text": msg.text,
-                                "type": "mms" if msg.media else "sms"}
+        body: dict[str, Any] = {"dst": digits(msg.to_number), "text": part.text,
+                                "type": "mms" if part.media else "sms"}
         if msg.sender_id:
             body["src"] = msg.sender_id
         elif cfg.powerpack_uuid and not msg.from_number:
             body["powerpack_uuid"] = cfg.powerpack_uuid
         else:
             body["src"] = digits(msg.from_number)
-        if msg.media:
-            body["media_urls"] = [m.url for m in msg.media]
+        if part.media:
+            body["media_urls"] = [m.url for m in part.media]
         if cfg.status_callback:
             body["url"] = self.webhook_url()
             body["method"] = "POST"
         url = f"{self.api_base}/v1/Account/{cfg.auth_id}/Message/"
         headers = basic_auth(cfg.auth_id, reveal(cfg.auth_token))
         async with self.http.post(url, json=body, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except (ValueError, UnicodeDecodeError):
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if resp.status in (200, 201, 202):
                 uuids = data.get("message_uuid")
@@ -199,12 +207,6 @@ class PlivoProvider(Provider):
         if not any(constant_time_equal(expected, s.strip()) for s in candidates):
             raise WebhookUnauthorized("X-Plivo-Signature-V2 does not match")
 
-    def _number(self, raw: str) -> str:
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
         fields = req.form_dict()
         uuid = require(fields, "MessageUUID")
@@ -218,8 +220,8 @@ class PlivoProvider(Provider):
             if error == "000":
                 error = None
             return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
-        sender = self._number(require(fields, "From"))
-        recipient = self._number(require(fields, "To"))
+        sender = self.inbound_number(require(fields, "From"), "From")
+        recipient = self.inbound_number(require(fields, "To"), "To")
         kind = (fields.get("Type") or "sms").lower()
         if kind not in ("sms", "mms"):
             return []  # WhatsApp and the like: not ours to bridge

@@ -2,10 +2,16 @@
 
 Facts and sources (see also shared providers.md §11):
 - Send: ``POST https://api.questblue.com/smsv2`` (``api2.questblue.com`` is a single node, not
-  recommended). Every parameter is in the **query string**: ``did`` (sender), ``did_to``
-  (US recipient), ``msg``, and ``file_url`` (media URLs, comma-joined as QuestBlue's array
-  convention; any file makes it an MMS). Auth is HTTP Basic (login:password) **and** a
-  ``Security-Key`` header, and the bridge's IP must be allow-listed in the portal. Success is
+  recommended) with a **JSON body** ``{"did", "did_to", "msg", "file_url"}``, as the official
+  PHP SDK sends it (``ApiRequestExecutor::request`` puts a POST's parameters in Guzzle's
+  ``json`` option, with ``Content-Type: application/json``; ``Sms::sendMsg`` posts
+  ``SendSmsRequest::toArray()`` to ``smsv2``) [sdk] QuestBlue/phpsdk src/ApiRequestExecutor.php,
+  src/Api/Sms.php, src/Models/Requests/Sms/SendSmsRequest.php. The OpenAPI mirror puts the
+  same names in the query string; we follow the carrier's own SDK. ``did`` is the sender,
+  ``did_to`` the US recipient, ``file_url`` the media URLs (comma-joined as QuestBlue's
+  array convention; any file makes it an MMS; the SDK sends one URL). Auth is HTTP Basic
+  (login:password) **and** a ``Security-Key`` header, and the bridge's IP must be
+  allow-listed in the portal. Success is
   200 ``{"data": [{"msg_id": "..."}]}``; an application-level error is **HTTP 206**
   ``{"error": "..."}``. [spec] QuestBlue OpenAPI 2.3.2 as mirrored in
   schapman1974/pyquestblue spec/questblue-openapi-2.3.2.json (``/smsv2`` post, security
@@ -51,6 +57,7 @@ from bridge.providers.base import (
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -87,17 +94,14 @@ class QuestBlueProvider(Provider):
         except InvalidNumber:
             return SendFailed("QuestBlue sends between US (+1) numbers only",
                               retryable=False, code="invalid_number")
-        params = [("did", did), ("did_to", did_to), ("msg", msg.text)]
+        body = {"did": did, "did_to": did_to, "msg": msg.text}
         if msg.media:
-            params.append(("file_url", ",".join(m.url for m in msg.media)))
+            body["file_url"] = ",".join(m.url for m in msg.media)
         headers = {**basic_auth(cfg.login, reveal(cfg.password)),
                    "Security-Key": reveal(cfg.security_key), "Accept": "application/json"}
-        async with self.http.post(f"{self.api_base}/smsv2", params=params,
+        async with self.http.post(f"{self.api_base}/smsv2", json=body,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             body = payload if isinstance(payload, dict) else {}
             if resp.status == 200 and not body.get("error"):
                 data = body.get("data")

@@ -4,7 +4,10 @@ Facts and sources (see also shared providers.md §8):
 - Send: ``POST https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{ProjectID}/
   Messages.json``, HTTP Basic (Project ID:API token), form fields ``To``, ``From``, ``Body``
   (at most 1,600 characters: error 21617 beyond, so longer texts are split), ``MediaUrl``
-  (repeated), ``StatusCallback``. The answer is a Twilio-shaped message whose ``sid`` is a UUID.
+  (repeated, "up to a maximum of 10 media URLs per message", 5 MB combined: more go in
+  further messages), ``StatusCallback``. [doc] developer.signalwire.com/compatibility-api/
+  client-sdks/methods/messaging/create. The answer is a Twilio-shaped message whose ``sid``
+  is a UUID.
   [doc] developer.signalwire.com/compatibility-api/rest/create-a-message, .../overview (base URL)
 - Errors use Twilio's codes: 21610 "Attempt to send to unsubscribed recipient", 30004 "Message
   blocked or opted out", 21617 body too long. [doc] signalwire/docs
@@ -13,6 +16,10 @@ Facts and sources (see also shared providers.md §8):
   ``Body``, ``NumMedia``, ``MediaUrl{N}``, ``MessageStatus``, ``ErrorCode``) answered with an empty
   ``<Response/>``, so parsing and answering are the Twilio adapter's. MMS gets no DLR: it stops
   at ``sent``. [doc] compatibility-api/xml/messaging, .../sms-status-callback
+- Inbound media URLs are on the Space host (the Media sub-resource,
+  ``https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{ProjectID}/Messages/{sid}/
+  Media/{id}``) and are fetched with the project id and API token, never sent elsewhere.
+  [doc] compatibility-api/rest/media
 - Signatures are made with the project's **Signing Key** (not the API token):
   ``X-SignalWire-Signature`` (``X-Twilio-Signature`` accepted as an alias) is
   base64(HMAC-SHA1(key, URL + form params sorted by name, a repeated name keeping its submission
@@ -30,26 +37,26 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from pydantic import Field, field_validator
 
-from bridge.model import OutboundSms, SendFailed, SendResult, Sent
-from bridge.numbers import split_text
+from bridge.model import OutboundSms, SendResult, Sent
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
-    classify_http_failure,
     constant_time_equal,
+    response_json,
 )
 from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
 from bridge.secrets import Secret, reveal
 
-MAX_BODY = 1600
 SIGNATURE_HEADERS = ("X-SignalWire-Signature", "X-Twilio-Signature")
 SHA256_HEADER = "X-SignalWire-Sha256-Signature"
 _SPACE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -105,6 +112,11 @@ class SignalWireProvider(TwilioProvider):
     default_api_base = "https://{space}.signalwire.com"  # filled in from `space` by api_base
     webhook_auth = "X-SignalWire-Signature (HMAC-SHA1 with the project Signing Key)"
     opt_out_codes = frozenset({"21610", "30004"})
+    # Body: at most 1,600 characters (error 21617); MediaUrl: at most 10 per message.
+    text_limit = TextLimit(1600)
+    max_media_per_part = 10
+    media_hosts: ClassVar[frozenset[str]] = frozenset()  # only the Space host (api_base)
+    carrier_name = "SignalWire"
     config: SignalWireConfig  # type: ignore[assignment]
 
     @property
@@ -115,60 +127,29 @@ class SignalWireProvider(TwilioProvider):
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
-        texts = split_text(msg.text, MAX_BODY) if len(msg.text) > MAX_BODY else [msg.text]
-        first: Sent | None = None
-        for index, text in enumerate(texts):
-            result = await self._send_one(msg, text, msg.media if index == 0 else ())
-            if isinstance(result, SendFailed):
-                if first is None:
-                    return result
-                # Earlier parts are out; a retry would send them twice.
-                return Sent(first.carrier_id, detail=f"part {index + 1}/{len(texts)} "
-                            f"not sent: {result.reason}"[:500])
-            first = first or result
-        assert first is not None
-        return first
+    def _api_credentials(self) -> tuple[str, str]:
+        # Media on the Space host (``https://{space}.signalwire.com/api/laml/.../Media/...``)
+        # is fetched with the same credentials as the API.
+        return self.config.project_id, reveal(self.config.api_token)
 
-    async def _send_one(self, msg: OutboundSms, text: str, media) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
         form: list[tuple[str, str]] = [
             ("To", msg.to_number),
             ("From", msg.sender_id or msg.from_number),
-            ("Body", text),
+            ("Body", part.text),
         ]
-        form.extend(("MediaUrl", m.url) for m in media)
+        form.extend(("MediaUrl", m.url) for m in part.media)
         if cfg.status_callback:
             form.append(("StatusCallback", self.webhook_url()))
         url = f"{self.api_base}/api/laml/2010-04-01/Accounts/{cfg.project_id}/Messages.json"
-        headers = {**basic_auth(cfg.project_id, reveal(cfg.api_token)),
-                   "Accept": "application/json"}
+        headers = {**basic_auth(*self._api_credentials()), "Accept": "application/json"}
         async with self.http.post(url, data=form, headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status") or "") or None)
             return self._failure(resp.status, payload, resp.headers)
-
-    @staticmethod
-    def _failure(status: int, payload: object, headers) -> SendFailed:
-        body: Any = payload if isinstance(payload, dict) else {}
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            body = errors[0]  # the newer SignalWire REST error shape
-        message = str(body.get("message") or body.get("detail") or body.get("title") or "")
-        failure = classify_http_failure(status, message or "no error message", headers)
-        code = body.get("code")
-        if code in (None, ""):
-            return failure
-        return SendFailed(
-            reason=f"SignalWire error {code}: {message}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=str(code),
-        )
 
     # --- webhooks ---------------------------------------------------------------------------
 

@@ -54,17 +54,18 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
     bearer_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -135,6 +136,7 @@ class SinchProvider(Provider):
     webhook_auth = ("x-sinch-webhook-signature (HMAC-SHA256 with nonce and timestamp), or the "
                     "Basic credentials Sinch provisions, or a webhook_token in the URL path")
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    max_media_per_part = 1  # an mt_media batch carries one media item
     config: SinchConfig
 
     @property
@@ -145,55 +147,39 @@ class SinchProvider(Provider):
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
-        base: dict[str, Any] = {"to": [msg.to_number], "client_reference": str(msg.message_id)}
+        body: dict[str, Any] = {"to": [msg.to_number], "client_reference": str(msg.message_id)}
         sender = msg.sender_id or msg.from_number
         if sender:
-            base["from"] = sender
+            body["from"] = sender
         if cfg.status_callback:
-            base["delivery_report"] = "per_recipient"
-            base["callback_url"] = self.webhook_url()
-        bodies: list[dict[str, Any]] = []
-        if not msg.media:
-            bodies.append({**base, "type": "mt_text", "body": msg.text})
-        for index, media in enumerate(msg.media):
-            content: dict[str, str] = {"url": media.url}
-            if index == 0 and msg.text:
-                content["message"] = msg.text
-            bodies.append({**base, "type": "mt_media", "body": content})
+            body["delivery_report"] = "per_recipient"
+            body["callback_url"] = self.webhook_url()
+        if part.media:  # one media item per mt_media batch, the text as its message
+            content: dict[str, str] = {"url": part.media[0].url}
+            if part.text:
+                content["message"] = part.text
+            body.update(type="mt_media", body=content)
+        else:
+            body.update(type="mt_text", body=part.text)
         url = f"{self.api_base}/xms/v1/{cfg.service_plan_id}/batches"
-        headers = bearer_auth(reveal(cfg.api_token))
-        first_id: str | None = None
-        for body in bodies:
-            async with self.http.post(url, json=body, headers=headers) as resp:
-                try:
-                    payload = await resp.json(content_type=None)
-                except (ValueError, UnicodeDecodeError):
-                    payload = None
-                data = payload if isinstance(payload, dict) else {}
-                if resp.status in (200, 201) and isinstance(data.get("id"), str) and data["id"]:
-                    first_id = first_id or data["id"]
-                    continue
-                failure = self._failure(resp.status, data, resp.headers)
-            if first_id is not None:
-                # Part of the MMS went out; a retry would send that part again.
-                return Sent(first_id, detail=f"partly sent: {failure.reason}"[:500])
-            return failure
-        assert first_id is not None
-        return Sent(first_id)
+        async with self.http.post(url, json=body,
+                                  headers=bearer_auth(reveal(cfg.api_token))) as resp:
+            payload = await response_json(resp)
+            data = payload if isinstance(payload, dict) else {}
+            if resp.status in (200, 201) and isinstance(data.get("id"), str) and data["id"]:
+                return Sent(data["id"])
+            return self._failure(resp.status, data, resp.headers)
 
     @staticmethod
     def _failure(status: int, data: dict[str, Any], headers) -> SendFailed:
         if 200 <= status < 300:
             return SendFailed("Sinch answered without a batch id", retryable=True)
-        text = str(data.get("text") or "no error message")
-        failure = classify_http_failure(status, text, headers)
-        code = data.get("code")
-        if isinstance(code, str) and code:
-            return SendFailed(f"Sinch error {code}: {text}"[:500], retryable=failure.retryable,
-                              retry_after=failure.retry_after, code=code)
-        return failure
+        code, text = data.get("code"), str(data.get("text") or "no error message")
+        return carrier_failure(status, headers, "Sinch", text,
+                               code if isinstance(code, str) else None)
 
     # --- webhooks ---------------------------------------------------------------------------
 
@@ -232,14 +218,6 @@ class SinchProvider(Provider):
         if not (sep and good_user and good_password):
             raise WebhookUnauthorized("Basic credentials do not match")
 
-    def _number(self, raw: Any) -> str:
-        if not isinstance(raw, str):
-            raise WebhookMalformed("a number is not a string")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
     @staticmethod
     def _string(value: Any, what: str) -> str:
         if not isinstance(value, str) or not value:
@@ -267,8 +245,8 @@ class SinchProvider(Provider):
     def _inbound(self, data: dict[str, Any], text: str,
                  media: tuple[MediaRef, ...]) -> InboundMessage:
         carrier_id = self._string(data.get("id"), "id")
-        sender = self._number(require(data, "from"))
-        recipient = self._number(require(data, "to"))
+        sender = self.inbound_number(require(data, "from"), "from")
+        recipient = self.inbound_number(require(data, "to"), "to")
         return InboundMessage(carrier_id, sender, recipient, text, media)
 
     def _inbound_media(self, data: dict[str, Any]) -> InboundMessage:

@@ -41,14 +41,16 @@ from bridge.model import (
     SendResult,
     Sent,
 )
-from bridge.numbers import digits, split_text
+from bridge.numbers import digits
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
     WebhookMalformed,
     WebhookRequest,
     basic_auth,
     classify_http_failure,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -72,23 +74,15 @@ class SkyetelProvider(Provider):
     supports_sender_id = False
     config: SkyetelConfig
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
-        parts = split_text(msg.text, self.config.max_text_chars)
-        first_id = ""
-        for index, text in enumerate(parts):
-            body: dict[str, Any] = {"to": digits(msg.to_number), "text": text}
-            if index == 0 and msg.media:
-                body["media"] = [m.url for m in msg.media]
-            result = await self._post(digits(msg.from_number), body)
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                return SendFailed(  # earlier parts are out: a retry would repeat them
-                    f"part {index + 1}/{len(parts)} failed after {index} were sent: "
-                    f"{result.reason}"[:500], retryable=False, code=result.code)
-            if index == 0:
-                first_id = result.carrier_id
-        return Sent(first_id, detail=f"{len(parts)} parts" if len(parts) > 1 else None)
+    def max_chars(self, text: str) -> int | None:
+        return self.config.max_text_chars
+
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
+        body: dict[str, Any] = {"to": digits(msg.to_number), "text": part.text}
+        if part.media:
+            body["media"] = [m.url for m in part.media]
+        return await self._post(digits(msg.from_number), body)
 
     async def _post(self, sender: str, body: dict[str, Any]) -> SendResult:
         cfg = self.config
@@ -120,9 +114,7 @@ class SkyetelProvider(Provider):
             raise WebhookMalformed("expected a JSON object")
         sender = self.inbound_number(data.get("from"), "from")
         recipient = self.inbound_number(data.get("to"), "to")
-        text = data.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'text' must be a string")
+        text = text_field(data, "text", "'text'")
         media = data.get("media") or []
         if isinstance(media, str):
             media = [media]

@@ -7,11 +7,12 @@ Facts and sources (see also shared providers.md §2):
   ``{"errors": [{"code", "title", "detail", "source"}]}``. [sdk] telnyx-python 4.189.0
   ``resources/messages/messages.py``, ``types/message_send_params.py``,
   ``types/outbound_message_payload.py``, ``types/shared/messaging_error.py``
-- ``Idempotency-Key`` is accepted on this endpoint (the SDK's ``idempotency_key``); only
-  successful responses are replayed, for 24 h; a key reused with a different body is a 422.
-  We derive it from the bridge message id and a hash of the body, so a retry after a timeout
-  cannot send twice. [sdk] + [doc]
-  developers.telnyx.com/docs/development/api-fundamentals/idempotency
+- ``Idempotency-Key``: the SDK sends none (``_base_client.py`` leaves ``_idempotency_header``
+  at None and ``messages.send`` takes no key), so whether ``/v2/messages`` honours one cannot
+  be settled from the SDK. We send one anyway, derived from the bridge message id, the part
+  and a hash of the body (harmless if ignored); a retry after a timeout may therefore still
+  send twice if Telnyx ignores it. [sdk] telnyx-python src/telnyx/_base_client.py,
+  src/telnyx/resources/messages/messages.py
 - An SMS over 10 segments (1,530 GSM-7 / 670 UCS-2 characters) is refused with ``40302``
   unless the messaging profile auto-chunks, so longer texts are split and sent as several
   messages. [doc] developers.telnyx.com/docs/messaging/messages/sms-chunking
@@ -47,7 +48,6 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
@@ -56,15 +56,21 @@ from bridge.model import (
 )
 from bridge.numbers import segments, split_text
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
     bearer_auth,
+    carrier_failure,
     classify_http_failure,
+    first_error,
     json_object,
+    media_object,
     require,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -152,23 +158,15 @@ class TelnyxProvider(Provider):
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def _send(self, msg: OutboundSms) -> SendResult:
-        texts = [msg.text] if msg.media else split_for_telnyx(msg.text)
-        first: Sent | None = None
-        for index, text in enumerate(texts):
-            result = await self._send_one(msg, text, msg.media if index == 0 else (), index)
-            if isinstance(result, SendFailed):
-                if first is None:
-                    return result
-                # Earlier parts are out; a retry would send them twice.
-                return Sent(first.carrier_id, detail=f"part {index + 1}/{len(texts)} "
-                            f"not sent: {result.reason}"[:500])
-            first = first or result
-        assert first is not None
-        return first
+    def split(self, msg: OutboundSms) -> list[Part]:
+        if msg.media:
+            return [Part(msg.text, msg.media)]
+        return [Part(text) for text in split_for_telnyx(msg.text)]
 
-    async def _send_one(self, msg: OutboundSms, text: str, media, index: int) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
+        text, media = part.text, part.media
         body: dict[str, Any] = {"from": msg.sender_id or msg.from_number, "to": msg.to_number}
         if text:
             body["text"] = text
@@ -188,10 +186,7 @@ class TelnyxProvider(Provider):
         }
         async with self.http.post(f"{self.api_base}/messages", data=data,
                                   headers=headers) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             record = payload.get("data") if isinstance(payload, dict) else None
             if resp.status in (200, 201, 202) and isinstance(record, dict) and record.get("id"):
                 status = ""
@@ -203,21 +198,12 @@ class TelnyxProvider(Provider):
 
     @staticmethod
     def _failure(status: int, payload: object, headers) -> SendFailed:
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        first = errors[0] if isinstance(errors, list) and errors else None
-        if not isinstance(first, dict):
+        first = first_error(payload)
+        if first is None:
             return classify_http_failure(status, "no error detail", headers)
         text = ": ".join(str(first[k]) for k in ("title", "detail") if first.get(k))
-        failure = classify_http_failure(status, text or "no error detail", headers)
-        code = first.get("code")
-        if code in (None, ""):
-            return failure
-        return SendFailed(
-            reason=f"Telnyx error {code}: {text}"[:500],
-            retryable=failure.retryable,
-            retry_after=failure.retry_after,
-            code=str(code),
-        )
+        return carrier_failure(status, headers, "Telnyx", text or "no error detail",
+                               first.get("code"))
 
     # --- webhooks ---------------------------------------------------------------------------
 
@@ -269,22 +255,13 @@ class TelnyxProvider(Provider):
             recipient = recipients
         else:
             raise WebhookMalformed("payload.to is neither a list of recipients nor a number")
-        text = payload.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("payload.text is not a string")
+        text = text_field(payload, "text", "payload.text")
         media_list = payload.get("media") or []
         if not isinstance(media_list, list):
             raise WebhookMalformed("payload.media is not a list")
         media = []
         for entry in media_list:
-            item = json_object(entry, "payload.media[]")
-            url = item.get("url")
-            if not isinstance(url, str) or not url:
-                raise WebhookMalformed("payload.media[] without a url")
-            ctype = item.get("content_type")
-            size = item.get("size")
-            media.append(MediaRef(url, ctype if isinstance(ctype, str) else None,
-                                  size if isinstance(size, int) else None))
+            media.append(media_object(json_object(entry, "payload.media[]"), "payload.media[]"))
         return InboundMessage(
             carrier_id,
             self.inbound_number(sender.get("phone_number"), "from"),

@@ -2,12 +2,15 @@
 
 Facts and sources (see also shared providers.md §1):
 - Send: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, HTTP Basic
-  (AccountSid:AuthToken, or an API key SID:secret), form fields ``To``, ``From``, ``Body``,
-  ``MediaUrl`` (repeated), ``StatusCallback``. Success is 201 with ``sid``. Errors are JSON
-  ``{"code", "message", "more_info", "status"}``. [spec] twilio-oai twilio_api_v2010.json
+  (AccountSid:AuthToken, or an API key SID:secret), form fields ``To``, ``From``, ``Body``
+  (at most 1,600 characters, error 21617 beyond: longer texts go as several messages by the
+  base's multi-part rule), ``MediaUrl`` (repeated, at most 10), ``StatusCallback``. Success
+  is 201 with ``sid``. Errors are JSON ``{"code", "message", "more_info", "status"}``.
+  [spec] twilio-oai twilio_api_v2010.json; [doc] twilio.com/docs/api/errors/21617
 - Inbound and status webhooks are form POSTs (GET if so configured); media are ``MediaUrl{N}``
   / ``MediaContentType{N}`` with N from 0. We answer an empty TwiML ``<Response/>``. [doc]
-- ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + sorted name+value pairs)),
+- ``X-Twilio-Signature`` = base64(HMAC-SHA1(auth token, URL + name+value pairs sorted by
+  name, then value, an identical repeated value counted once: ``sorted(set(values))``),
   checked with and without the default port, since Twilio is inconsistent about it; JSON
   bodies carry ``bodySHA256`` in the URL instead. [sdk] twilio-python request_validator.py
 """
@@ -18,7 +21,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import Field
@@ -34,18 +37,21 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, from_carrier
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookAnswer,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
+    first_error,
     require,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -74,8 +80,9 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
-    """The signature Twilio computes: URL, then each name+value sorted by name then value."""
-    payload = url + "".join(k + v for k, v in sorted(params))
+    """The signature Twilio computes: URL, then each name+value sorted by name then value,
+    a value repeated under one name counted once (the SDK signs ``sorted(set(values))``)."""
+    payload = url + "".join(k + v for k, v in sorted(set(params)))
     digest = hmac.new(auth_token.encode(), payload.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
@@ -98,31 +105,31 @@ class TwilioProvider(Provider):
     default_api_base = "https://api.twilio.com"
     webhook_auth = "X-Twilio-Signature (HMAC-SHA1 with the auth token)"
     opt_out_codes = frozenset({"21610"})
+    # Body: at most 1,600 characters (error 21617); MediaUrl: at most 10.
+    text_limit = TextLimit(1600)
+    max_media_per_part = 10
+    # Hosts (besides api_base's) whose media URLs get the API credentials.
+    media_hosts: ClassVar[frozenset[str]] = frozenset({"api.twilio.com"})
+    carrier_name: ClassVar[str] = "Twilio"  # in error reasons
     config: TwilioConfig
 
-
-    async def _send(self, msg: OutboundSms) -> SendResult:
+    async def _send_part(self, msg: OutboundSms, part: Part, index: int,
+                         total: int) -> SendResult:
         cfg = self.config
-        form: list[tuple[str, str]] = [("To", msg.to_number), ("Body", msg.text)]
+        form: list[tuple[str, str]] = [("To", msg.to_number), ("Body", part.text)]
         if msg.sender_id:
             form.append(("From", msg.sender_id))
         elif cfg.messaging_service_sid and not msg.from_number:
             form.append(("MessagingServiceSid", cfg.messaging_service_sid))
         else:
             form.append(("From", msg.from_number))
-        form.extend(("MediaUrl", m.url) for m in msg.media)
+        form.extend(("MediaUrl", m.url) for m in part.media)
         if cfg.status_callback:
             form.append(("StatusCallback", self.webhook_url()))
-        if cfg.api_key_sid and cfg.api_key_secret:
-            user, password = cfg.api_key_sid, reveal(cfg.api_key_secret)
-        else:
-            user, password = cfg.account_sid, reveal(cfg.auth_token)
+        user, password = self._api_credentials()
         url = f"{self.api_base}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
         async with self.http.post(url, data=form, headers=basic_auth(user, password)) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = {}
+            payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status", "")))
             return self._failure(resp.status, payload, resp.headers)
@@ -139,24 +146,16 @@ class TwilioProvider(Provider):
         configured api_base) only, never on to the storage host Twilio redirects to."""
         parts = urlsplit(url)
         headers = {}
-        if parts.hostname == "api.twilio.com" or parts.netloc == urlsplit(self.api_base).netloc:
+        if parts.hostname in self.media_hosts or parts.netloc == urlsplit(self.api_base).netloc:
             headers = basic_auth(*self._api_credentials())
         return await self.download(url, headers=headers, max_bytes=max_bytes)
 
-    @staticmethod
-    def _failure(status: int, payload: object, headers) -> SendFailed:
-        body = payload if isinstance(payload, dict) else {}
+    @classmethod
+    def _failure(cls, status: int, payload: object, headers) -> SendFailed:
+        # Twilio's {"code", "message"}; also RFC 9457 problems and {"errors": [...]}
+        body: Any = first_error(payload) or (payload if isinstance(payload, dict) else {})
         message = str(body.get("message") or body.get("detail") or body.get("title") or "")
-        failure = classify_http_failure(status, message or "no error message", headers)
-        code = body.get("code")
-        if code is not None:
-            return SendFailed(
-                reason=f"Twilio error {code}: {message}"[:500],
-                retryable=failure.retryable,
-                retry_after=failure.retry_after,
-                code=str(code),
-            )
-        return failure
+        return carrier_failure(status, headers, cls.carrier_name, message, body.get("code"))
 
     def verify(self, req: WebhookRequest) -> None:
         super().verify(req)
@@ -190,11 +189,8 @@ class TwilioProvider(Provider):
             if error and fields.get("ErrorMessage"):
                 error = f"{error}: {fields['ErrorMessage']}"
             return [DeliveryReport(sid, state, carrier_status=status, error=error)]
-        try:
-            sender = from_carrier(require(fields, "From"), self.config.default_region)
-            recipient = from_carrier(require(fields, "To"), self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
+        sender = self.inbound_number(require(fields, "From"), "From")
+        recipient = self.inbound_number(require(fields, "To"), "To")
         media = []
         try:
             count = min(int(fields.get("NumMedia") or 0), 10)

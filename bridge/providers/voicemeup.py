@@ -52,6 +52,8 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -82,34 +84,26 @@ class VoiceMeUpProvider(Provider):
         steps = list(zip_longest(texts, [m.url for m in msg.media], fillvalue=None))
         if not steps:
             steps = [("", None)]
-        first_id = ""
-        for index, (text, attachment) in enumerate(steps):
-            fields = [("source_number", digits(msg.from_number)),
-                      ("destination_number", digits(msg.to_number))]
-            if text:
-                fields.append(("message", text))
-            if attachment:
-                fields.append(("attachment", attachment))
-            result = await self._queue(fields)
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                return SendFailed(  # earlier parts are out: a retry would repeat them
-                    f"part {index + 1}/{len(steps)} failed after {index} were sent: "
-                    f"{result.reason}"[:500], retryable=False, code=result.code)
-            if index == 0:
-                first_id = result.carrier_id
-        return Sent(first_id, detail=f"{len(steps)} parts" if len(steps) > 1 else None)
+        return await self.send_parts(msg, steps, lambda step, _i, _n: self._queue(
+            self._fields(msg, *step)))
+
+    @staticmethod
+    def _fields(msg: OutboundSms, text: str | None,
+                attachment: str | None) -> list[tuple[str, str]]:
+        fields = [("source_number", digits(msg.from_number)),
+                  ("destination_number", digits(msg.to_number))]
+        if text:
+            fields.append(("message", text))
+        if attachment:
+            fields.append(("attachment", attachment))
+        return fields
 
     async def _queue(self, fields: list[tuple[str, str]]) -> SendResult:
         cfg = self.config
         form = [("username", cfg.username), ("auth_token", reveal(cfg.auth_token)), *fields]
         async with self.http.post(self.api_base + QUEUE_SMS_PATH, data=form,
                                   headers={"Accept": "application/json"}) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if not 200 <= resp.status < 300:
                 return classify_http_failure(resp.status, resp.reason or "", resp.headers)
         details = payload.get("response_details") if isinstance(payload, dict) else None
@@ -142,9 +136,7 @@ class VoiceMeUpProvider(Provider):
             return []
         sender = self.inbound_number(data.get("source_number"), "source_number")
         recipient = self.inbound_number(data.get("destination_number"), "destination_number")
-        text = data.get("message") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'message' must be a string")
+        text = text_field(data, "message", "'message'")
         url = data.get("attachment") or data.get("attachment_url") or ""
         mime = data.get("attachment_mime_type") or data.get("attachment_type") or None
         if not isinstance(url, str) or not isinstance(mime, str | None):

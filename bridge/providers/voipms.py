@@ -63,7 +63,7 @@ from bridge.model import (
     SendResult,
     Sent,
 )
-from bridge.numbers import InvalidNumber, from_carrier, national_nanp, split_text
+from bridge.numbers import InvalidNumber, national_nanp, split_text
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -71,6 +71,9 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    media_list,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -131,22 +134,8 @@ class VoipmsProvider(Provider):
         else:
             requests.extend(("sendSMS", [("message", part)])
                             for part in split_text(msg.text, cfg.sms_max_chars))
-        first_id = ""
-        for index, (method, params) in enumerate(requests):
-            result = await self._call(method, [("did", did), ("dst", dst), *params])
-            if isinstance(result, SendFailed):
-                if index == 0:
-                    return result
-                # Earlier parts are out: a retry would send them twice.
-                return SendFailed(
-                    f"part {index + 1}/{len(requests)} failed after {index} were sent: "
-                    f"{result.reason}"[:500],
-                    retryable=False, code=result.code,
-                )
-            if index == 0:
-                first_id = result.carrier_id
-        detail = f"{len(requests)} parts" if len(requests) > 1 else None
-        return Sent(first_id, detail=detail)
+        return await self.send_parts(msg, requests, lambda request, _i, _n: self._call(
+            request[0], [("did", did), ("dst", dst), *request[1]]))
 
     async def _call(self, method: str, params: list[tuple[str, str]]) -> SendResult:
         cfg = self.config
@@ -159,10 +148,7 @@ class VoipmsProvider(Provider):
         else:
             request = self.http.post(url, data=fields)
         async with request as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if resp.status != 200:
                 return classify_http_failure(resp.status, resp.reason or "", resp.headers)
         if not isinstance(payload, dict):
@@ -204,8 +190,8 @@ class VoipmsProvider(Provider):
         carrier_id = fields.get("id", "")
         if not carrier_id:
             raise WebhookMalformed("missing 'id': is {ID} in the VoIP.ms callback URL?")
-        sender = self._number(fields.get("from", ""), "from")
-        recipient = self._number(fields.get("to", ""), "to")
+        sender = self.inbound_number(fields.get("from", ""), "from")
+        recipient = self.inbound_number(fields.get("to", ""), "to")
         raw_media = fields.get("media") or fields.get("files") or ""
         media = tuple(
             MediaRef(u) for u in (p.strip() for p in raw_media.replace(" ", ",").split(","))
@@ -229,21 +215,11 @@ class VoipmsProvider(Provider):
         carrier_id = payload.get("id") or data.get("id")
         if not isinstance(carrier_id, str | int) or not str(carrier_id):
             raise WebhookMalformed("missing message id")
-        sender = self._number(_phone_of(payload.get("from")), "from")
-        recipient = self._number(_phone_of(payload.get("to")), "to")
-        text = payload.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'text' must be a string")
+        sender = self.inbound_number(_phone_of(payload.get("from")), "from")
+        recipient = self.inbound_number(_phone_of(payload.get("to")), "to")
+        text = text_field(payload, "text", "'text'")
         return [InboundMessage(str(carrier_id), sender, recipient, text,
-                               _media_of(payload.get("media")))]
-
-    def _number(self, raw: str, what: str) -> str:
-        if not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
+                               media_list(payload.get("media")))]
 
     def answer(self, events: Sequence[InboundEvent]) -> WebhookAnswer:
         return WebhookAnswer(200, "ok", "text/plain")
@@ -264,18 +240,3 @@ def _phone_of(value: Any) -> str:
     return value
 
 
-def _media_of(value: Any) -> tuple[MediaRef, ...]:
-    if value in (None, ""):
-        return ()
-    if not isinstance(value, list):
-        raise WebhookMalformed("'media' must be a list")
-    refs = []
-    for item in value:
-        if isinstance(item, str):
-            refs.append(MediaRef(item))
-        elif isinstance(item, dict) and isinstance(item.get("url"), str):
-            ctype = item.get("content_type")
-            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
-        else:
-            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
-    return tuple(refs)

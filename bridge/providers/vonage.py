@@ -1,5 +1,8 @@
 """Vonage (formerly Nexmo): the SMS API by default, or Messages API v1 with ``api = "messages"``.
 
+One config type (``type = "vonage"``), two provider classes: ``VonageSmsProvider`` and
+``VonageMessagesProvider``; building a ``VonageProvider`` gives the one ``api`` names.
+
 Facts and sources (see also shared providers.md §5):
 
 SMS API (``api = "sms"``)
@@ -17,14 +20,22 @@ SMS API (``api = "sms"``)
   Inbound: ``msisdn`` (sender), ``to``, ``messageId``, ``text``, ``type``; long texts arrive
   in parts with ``concat-ref`` / ``concat-part`` (1-based) / ``concat-total``, which we pass
   on as ``PartInfo``. Receipts: ``messageId``, ``status`` (delivered, expired, failed,
-  rejected, accepted, buffered, unknown), ``err-code`` ("0" = no error; "9" on a receipt
-  means the recipient opted out, [doc] opt-out-assist/guides/messaging-opted-out-numbers).
-  [spec] InboundMessage, DeliveryReceipt
+  rejected, accepted, buffered, unknown), ``err-code`` ("0" = no error; "9" on a failed or
+  rejected receipt means the recipient opted out: it is reported as code ``opted-out``, an
+  opt-out code, so the bridge records the opt-out and stops texting them. [doc]
+  developer.vonage.com/en/opt-out-assist/guides/messaging-opted-out-numbers). A send
+  answer's status 9 is "Partner Quota Violation", not an opt-out. [spec] InboundMessage,
+  DeliveryReceipt; [doc] developer.vonage.com/api-errors/sms
 - ``sig``: the parameters other than ``sig``, sorted by name, each value with '&' and '='
   replaced by '_', concatenated as ``&name=value``; then hex HMAC-md5/sha1/sha256/sha512 of
   that string keyed with the signature secret, or for the legacy "MD5 hash" method the md5 of
   the string followed by the secret. ``timestamp`` (unix seconds) is part of the signed set
-  and is checked against ``webhook_tolerance_seconds``. [sdk] vonage-python-sdk
+  is checked: Vonage resends an unacknowledged inbound SMS "for the next 24 hours", and
+  ``timestamp`` is "the unix timestamp representation of message-timestamp", the time
+  "Vonage started to push this inbound message" [doc] messaging/sms/guides/inbound-sms, so
+  a retry keeps its first timestamp. We accept a timestamp up to 24 h (plus
+  ``webhook_tolerance_seconds``) old and at most the tolerance ahead; a replay inside that
+  window is harmless, since the carrier message id dedupes it. [sdk] vonage-python-sdk
   http_client/src/vonage_http_client/auth.py (``sign_params``); legacy MD5 hash from
   vonage-python-sdk 3.x src/vonage/client.py (``Client.signature``); both re-checked against
   the SDK test vectors.
@@ -34,7 +45,11 @@ Messages API v1 (``api = "messages"``)
   "message_type": "text", "to", "from", "text", "client_ref", "webhook_url",
   "webhook_version": "v1"}``; MMS is ``{"channel": "mms", "message_type": "image" | "audio"
   | "video" | "vcard" | "file", "<type>": {"url", "caption"}}``, one media item per message
-  (so we send one message per item, the text as caption of the first). Numbers without '+'.
+  (so we send one message per item, the text as caption of the first). ``text`` is at most
+  1,000 characters (SDK ``models/sms.py``: ``Field(..., max_length=1000)``): longer texts go
+  as several messages by the base's multi-part rule. Opt-outs on this API arrive as a
+  status webhook whose error is not pinned down in the opt-out guide we could read, so no
+  Messages API opt-out code is declared. Numbers without '+'.
   Success is 202 ``{"message_uuid"}``; errors are RFC 7807 ``{type, title, detail}``.
   Auth: ``Bearer`` JWT (RS256, application id + private key; needs PyJWT[crypto] at run
   time) or Basic api_key:api_secret (then Vonage posts webhooks to the account-level URLs).
@@ -83,19 +98,21 @@ from bridge.model import (
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier, segments
+from bridge.numbers import digits, segments
 from bridge.providers.base import (
+    Part,
     Provider,
     ProviderConfig,
+    TextLimit,
     WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
     bearer_auth,
-    classify_http_failure,
+    carrier_failure,
     constant_time_equal,
     require,
-    retry_after_seconds,
+    response_json,
 )
 from bridge.secrets import Secret, reveal
 
@@ -156,6 +173,12 @@ MESSAGES_STATUS_MAP: dict[str, State] = {
 }
 # SMS API send statuses worth another attempt: throttled, internal error, too many binds.
 SMS_RETRYABLE = frozenset({"1", "5", "10"})
+OPTED_OUT = "opted-out"  # the code under which a receipt's err-code 9 is reported
+# Messages API: text is at most 1,000 characters (SDK models/sms.py ``max_length=1000``).
+MESSAGES_TEXT_LIMIT = TextLimit(1000)
+# Vonage retries an unacknowledged inbound SMS for 24 hours, and every retry carries the
+# timestamp of the first push, so a signed timestamp may be this old plus the tolerance.
+RETRY_WINDOW_SECONDS = 86400
 MMS_TYPES = ("image", "audio", "video", "vcard", "file")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
@@ -222,34 +245,85 @@ def _mms_type(media: MediaRef) -> str:
 
 
 class VonageProvider(Provider):
+    """``type = "vonage"``: what both Vonage APIs share. ``api`` in the config picks the class
+    that is built, ``VonageSmsProvider`` or ``VonageMessagesProvider`` (as ``pathlib.Path``
+    picks its flavour), so existing configs keep working unchanged."""
+
     Config = VonageConfig
     default_api_base = "https://rest.nexmo.com"
     webhook_auth = ("SMS API 'sig' parameter or Messages API HS256 JWT, keyed with the "
                     "signature secret (a webhook_token when no signature secret is set)")
+    numbers_may_be_integers = True  # JSON webhooks may carry msisdn/to as numbers
     config: VonageConfig
 
-    def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
-        super().__init__(config, public_url)
-        self._jwt: str | None = None
-        self._jwt_expires = 0.0
+    def __new__(cls, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080"
+                ) -> VonageProvider:
+        chosen: type[VonageProvider] = cls
+        if cls is VonageProvider:
+            assert isinstance(config, VonageConfig)
+            chosen = VonageMessagesProvider if config.api == "messages" else VonageSmsProvider
+        return super().__new__(chosen)
 
-    @property
-    def api_base(self) -> str:
-        if self.config.api_base is not None:
-            return str(self.config.api_base).rstrip("/")
-        return "https://api.nexmo.com" if self.config.api == "messages" else self.default_api_base
+    @staticmethod
+    def _problem_failure(status: int, payload: Any, headers) -> SendFailed:
+        body = payload if isinstance(payload, dict) else {}
+        title = str(body.get("title") or body.get("error_title") or "")
+        detail = str(body.get("detail") or body.get("error-text") or "")
+        message = ": ".join(x for x in (title, detail) if x) or "no error message"
+        kind = str(body.get("type") or "")  # https://developer.vonage.com/api-errors/messages#1120
+        code = (kind.rsplit("#", 1)[1] or str(status)) if "#" in kind else None
+        return carrier_failure(status, headers, "Vonage", message, code)
 
-    # --- sending ----------------------------------------------------------------------------
+    def _params(self, req: WebhookRequest) -> dict[str, Any]:
+        if req.method != "GET" and req.content_type == "application/json":
+            data = req.json()
+            if not isinstance(data, dict):
+                raise WebhookMalformed("expected a JSON object")
+            return data
+        return req.form_dict()
+
+    def verify(self, req: WebhookRequest) -> None:
+        super().verify(req)
+        secret = reveal(self.config.signature_secret)
+        if secret:  # otherwise the URL token checked above is the authentication
+            self._verify_signed(req, secret)
+
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
+        raise NotImplementedError
+
+    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
+        return self._parse(self._params(req))
+
+    def _parse(self, params: dict[str, Any]) -> list[InboundEvent]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _id(value: Any, what: str) -> str:
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise WebhookMalformed(f"{what} is not a string")
+        return str(value)
+
+    @staticmethod
+    def _text(value: Any, what: str) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise WebhookMalformed(f"{what} is not a string")
+        return value
+
+
+class VonageSmsProvider(VonageProvider):
+    """The SMS API (``api = "sms"``, the default)."""
+
+    supports_mms = False  # the core sends links instead
+    # Delivery receipts: err-code 9 means the recipient opted out. It is reported under its
+    # own name, since SMS API *send* status 9 means something else (partner quota).
+    opt_out_codes = frozenset({OPTED_OUT})
 
     async def _send(self, msg: OutboundSms) -> SendResult:
-        if self.config.api == "messages":
-            return await self._send_messages_api(msg)
         if msg.media:
             return SendFailed("the Vonage SMS API cannot send MMS; set api = \"messages\"",
                               retryable=False, code="mms-unsupported")
-        return await self._send_sms_api(msg)
-
-    async def _send_sms_api(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         form: dict[str, str] = {
             "from": msg.sender_id or digits(msg.from_number),
@@ -273,26 +347,92 @@ class VonageProvider(Provider):
             headers = basic_auth(cfg.api_key, reveal(cfg.api_secret))
         url = f"{self.api_base}/sms/json"
         async with self.http.post(url, data=form, headers=headers) as resp:
-            payload = await self._json(resp)
+            payload = await response_json(resp)
             if resp.status != 200:
                 return self._problem_failure(resp.status, payload, resp.headers)
         parts = payload.get("messages") if isinstance(payload, dict) else None
         if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
             return SendFailed("Vonage answered without a messages list", retryable=True)
-        accepted = [p for p in parts if str(p.get("status")) == "0" and p.get("message-id")]
-        if accepted:
-            detail = None
-            if len(accepted) < len(parts):
-                # Retrying would duplicate the parts already accepted: report what happened.
-                detail = f"only {len(accepted)} of {len(parts)} parts accepted"
-            return Sent(str(accepted[0]["message-id"]), detail=detail)
-        first = parts[0]
-        status = str(first.get("status", ""))
-        text = str(first.get("error-text") or "no error text")
-        return SendFailed(f"Vonage error {status}: {text}"[:500],
-                          retryable=status in SMS_RETRYABLE, code=status or None)
+        ids = [str(p["message-id"]) for p in parts
+               if str(p.get("status")) == "0" and p.get("message-id")]
+        if len(ids) == len(parts):
+            return Sent(ids[0]) if len(ids) == 1 else Sent(ids[0], f"{len(ids)} parts",
+                                                           tuple(ids))
+        refused = next(p for p in parts if not (str(p.get("status")) == "0"
+                                               and p.get("message-id")))
+        status = str(refused.get("status", ""))
+        text = str(refused.get("error-text") or "no error text")
+        if not ids:
+            return SendFailed(f"Vonage error {status}: {text}"[:500],
+                              retryable=status in SMS_RETRYABLE, code=status or None)
+        # Vonage split the text itself: the parts it refused cannot be sent again alone,
+        # so this partial failure is permanent, and says which parts went out.
+        return SendFailed(f"part {len(ids) + 1} of {len(parts)} refused ({len(ids)} sent): "
+                          f"Vonage error {status}: {text}"[:500], retryable=False,
+                          code=status or None, accepted_parts=tuple(ids))
 
-    async def _send_messages_api(self, msg: OutboundSms) -> SendResult:
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
+        try:
+            params = self._params(req)
+        except WebhookMalformed:
+            raise WebhookUnauthorized("cannot read the signed parameters") from None
+        signature = params.get("sig")
+        if not isinstance(signature, str) or not signature:
+            raise WebhookUnauthorized("sig parameter missing")
+        expected = vonage_sms_signature(params, secret, self.config.signature_method)
+        if not constant_time_equal(expected, signature.lower()):
+            raise WebhookUnauthorized("sig does not match")
+        try:
+            stamp = float(params.get("timestamp"))
+        except (TypeError, ValueError):
+            raise WebhookUnauthorized("signed request without a timestamp") from None
+        tolerance = self.config.webhook_tolerance_seconds
+        if not -tolerance <= req.received_at - stamp <= RETRY_WINDOW_SECONDS + tolerance:
+            raise WebhookUnauthorized("signed request is outside the timestamp window")
+
+    def _parse(self, params: dict[str, Any]) -> list[InboundEvent]:
+        carrier_id = self._id(require(params, "messageId"), "messageId")
+        if "status" in params:  # a delivery receipt
+            status = self._text(params.get("status"), "status").lower()
+            state = SMS_STATUS_MAP.get(status)
+            if state is None:
+                return []
+            error = None
+            code = str(params.get("err-code") or "0")
+            if code != "0":
+                error = (f"{OPTED_OUT}: err-code 9" if code == "9" and state is State.FAILED
+                         else code)
+            return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
+        kind = self._text(params.get("type"), "type").lower()
+        if kind == "binary":
+            return []  # ringtones, WAP push and the like: nothing a phone user can read
+        sender = self.inbound_number(require(params, "msisdn"), "msisdn")
+        recipient = self.inbound_number(require(params, "to"), "to")
+        text = self._text(params.get("text"), "text")
+        part = None
+        if str(params.get("concat", "")).lower() == "true" or "concat-ref" in params:
+            try:
+                part = PartInfo(str(require(params, "concat-ref")),
+                                int(require(params, "concat-part")),
+                                int(require(params, "concat-total")))
+            except (TypeError, ValueError):
+                raise WebhookMalformed("bad concat-ref/concat-part/concat-total") from None
+        return [InboundMessage(carrier_id, sender, recipient, text, (), part)]
+
+
+class VonageMessagesProvider(VonageProvider):
+    """Messages API v1 (``api = "messages"``)."""
+
+    default_api_base = "https://api.nexmo.com"
+    text_limit = MESSAGES_TEXT_LIMIT  # the SMS API splits long texts itself
+    max_media_per_part = 1  # one media item per MMS message
+
+    def __init__(self, config: ProviderConfig, public_url: str = "http://127.0.0.1:8080") -> None:
+        super().__init__(config, public_url)
+        self._jwt: str | None = None
+        self._jwt_expires = 0.0
+
+    async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         headers = self._messages_auth()
         if isinstance(headers, SendFailed):
@@ -305,31 +445,27 @@ class VonageProvider(Provider):
         if cfg.status_callback:
             base["webhook_url"] = self.webhook_url()
             base["webhook_version"] = "v1"
-        bodies: list[dict[str, Any]] = []
-        if not msg.media:
-            bodies.append({**base, "channel": "sms", "message_type": "text", "text": msg.text})
-        for index, media in enumerate(msg.media):
-            kind = _mms_type(media)
-            resource: dict[str, str] = {"url": media.url}
-            if index == 0 and msg.text:
-                resource["caption"] = msg.text
-            bodies.append({**base, "channel": "mms", "message_type": kind, kind: resource})
-        first_id: str | None = None
-        url = f"{self.api_base}/v1/messages"
-        for body in bodies:
-            async with self.http.post(url, json=body, headers=headers) as resp:
-                payload = await self._json(resp)
-                if resp.status in (200, 202) and isinstance(payload, dict) \
-                        and payload.get("message_uuid"):
-                    first_id = first_id or str(payload["message_uuid"])
-                    continue
-                failure = self._problem_failure(resp.status, payload, resp.headers)
-            if first_id is not None:
-                # Part of the MMS went out; a retry would send that part again.
-                return Sent(first_id, detail=f"partly sent: {failure.reason}"[:500])
-            return failure
-        assert first_id is not None
-        return Sent(first_id)
+        return await self.send_parts(msg, self.split(msg), lambda part, _i, _n: self._post_message(
+            self._message_body(base, part), headers))
+
+    @staticmethod
+    def _message_body(base: dict[str, Any], part: Part) -> dict[str, Any]:
+        if not part.media:
+            return {**base, "channel": "sms", "message_type": "text", "text": part.text}
+        kind = _mms_type(part.media[0])
+        resource: dict[str, str] = {"url": part.media[0].url}
+        if part.text:
+            resource["caption"] = part.text
+        return {**base, "channel": "mms", "message_type": kind, kind: resource}
+
+    async def _post_message(self, body: dict[str, Any], headers: dict[str, str]) -> SendResult:
+        async with self.http.post(f"{self.api_base}/v1/messages", json=body,
+                                  headers=headers) as resp:
+            payload = await response_json(resp)
+            if resp.status in (200, 202) and isinstance(payload, dict) \
+                    and payload.get("message_uuid"):
+                return Sent(str(payload["message_uuid"]))
+            return self._problem_failure(resp.status, payload, resp.headers)
 
     def _messages_auth(self) -> dict[str, str] | SendFailed:
         cfg = self.config
@@ -351,64 +487,7 @@ class VonageProvider(Provider):
             self._jwt, self._jwt_expires = token, iat + 900.0
         return bearer_auth(self._jwt)
 
-    @staticmethod
-    async def _json(resp) -> Any:
-        try:
-            return await resp.json(content_type=None)
-        except (ValueError, UnicodeDecodeError):
-            return None
-
-    @staticmethod
-    def _problem_failure(status: int, payload: Any, headers) -> SendFailed:
-        body = payload if isinstance(payload, dict) else {}
-        title = str(body.get("title") or body.get("error_title") or "")
-        detail = str(body.get("detail") or body.get("error-text") or "")
-        message = ": ".join(x for x in (title, detail) if x) or "no error message"
-        failure = classify_http_failure(status, message, headers)
-        kind = str(body.get("type") or "")
-        if "#" in kind:  # e.g. https://developer.vonage.com/api-errors/messages#1120
-            return SendFailed(f"Vonage error {kind.rsplit('#', 1)[1]}: {message}"[:500],
-                              retryable=failure.retryable,
-                              retry_after=retry_after_seconds(headers.get("Retry-After")),
-                              code=kind.rsplit("#", 1)[1] or str(status))
-        return failure
-
-    # --- webhooks ---------------------------------------------------------------------------
-
-    def _params(self, req: WebhookRequest) -> dict[str, Any]:
-        if req.method != "GET" and req.content_type == "application/json":
-            data = req.json()
-            if not isinstance(data, dict):
-                raise WebhookMalformed("expected a JSON object")
-            return data
-        return req.form_dict()
-
-    def verify(self, req: WebhookRequest) -> None:
-        super().verify(req)
-        secret = reveal(self.config.signature_secret)
-        if not secret:
-            return  # the URL token checked above is the authentication
-        if self.config.api == "messages":
-            self._verify_jwt(req, secret)
-            return
-        try:
-            params = self._params(req)
-        except WebhookMalformed:
-            raise WebhookUnauthorized("cannot read the signed parameters") from None
-        signature = params.get("sig")
-        if not isinstance(signature, str) or not signature:
-            raise WebhookUnauthorized("sig parameter missing")
-        expected = vonage_sms_signature(params, secret, self.config.signature_method)
-        if not constant_time_equal(expected, signature.lower()):
-            raise WebhookUnauthorized("sig does not match")
-        try:
-            stamp = float(params.get("timestamp"))
-        except (TypeError, ValueError):
-            raise WebhookUnauthorized("signed request without a timestamp") from None
-        if abs(req.received_at - stamp) > self.config.webhook_tolerance_seconds:
-            raise WebhookUnauthorized("signed request is outside the timestamp window")
-
-    def _verify_jwt(self, req: WebhookRequest, secret: str) -> None:
+    def _verify_signed(self, req: WebhookRequest, secret: str) -> None:
         auth = req.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -431,63 +510,7 @@ class VonageProvider(Provider):
         if isinstance(exp, int | float) and req.received_at > exp + 30:
             raise WebhookUnauthorized("JWT has expired")
 
-    def parse(self, req: WebhookRequest) -> list[InboundEvent]:
-        params = self._params(req)
-        if self.config.api == "messages":
-            return self._parse_messages_api(params)
-        return self._parse_sms_api(params)
-
-    def _number(self, raw: Any) -> str:
-        if not isinstance(raw, str | int) or isinstance(raw, bool):
-            raise WebhookMalformed("a number is not a string")
-        try:
-            return from_carrier(str(raw), self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
-
-    @staticmethod
-    def _id(value: Any, what: str) -> str:
-        if not isinstance(value, str | int) or isinstance(value, bool):
-            raise WebhookMalformed(f"{what} is not a string")
-        return str(value)
-
-    @staticmethod
-    def _text(value: Any, what: str) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise WebhookMalformed(f"{what} is not a string")
-        return value
-
-    def _parse_sms_api(self, params: dict[str, Any]) -> list[InboundEvent]:
-        carrier_id = self._id(require(params, "messageId"), "messageId")
-        if "status" in params:  # a delivery receipt
-            status = self._text(params.get("status"), "status").lower()
-            state = SMS_STATUS_MAP.get(status)
-            if state is None:
-                return []
-            error = None
-            code = str(params.get("err-code") or "0")
-            if code != "0":
-                error = f"{code}: opted out" if code == "9" and state is State.FAILED else code
-            return [DeliveryReport(carrier_id, state, carrier_status=status, error=error)]
-        kind = self._text(params.get("type"), "type").lower()
-        if kind == "binary":
-            return []  # ringtones, WAP push and the like: nothing a phone user can read
-        sender = self._number(require(params, "msisdn"))
-        recipient = self._number(require(params, "to"))
-        text = self._text(params.get("text"), "text")
-        part = None
-        if str(params.get("concat", "")).lower() == "true" or "concat-ref" in params:
-            try:
-                part = PartInfo(str(require(params, "concat-ref")),
-                                int(require(params, "concat-part")),
-                                int(require(params, "concat-total")))
-            except (TypeError, ValueError):
-                raise WebhookMalformed("bad concat-ref/concat-part/concat-total") from None
-        return [InboundMessage(carrier_id, sender, recipient, text, (), part)]
-
-    def _parse_messages_api(self, data: dict[str, Any]) -> list[InboundEvent]:
+    def _parse(self, data: dict[str, Any]) -> list[InboundEvent]:
         carrier_id = self._id(require(data, "message_uuid"), "message_uuid")
         if "status" in data:
             status = self._text(data.get("status"), "status").lower()
@@ -511,8 +534,8 @@ class VonageProvider(Provider):
             sender = sender.get("number")
         if isinstance(recipient, dict):
             recipient = recipient.get("number")
-        sender_e164 = self._number(require({"from": sender}, "from"))
-        recipient_e164 = self._number(require({"to": recipient}, "to"))
+        sender_e164 = self.inbound_number(sender, "from")
+        recipient_e164 = self.inbound_number(recipient, "to")
         kind = self._text(data.get("message_type"), "message_type").lower()
         text = self._text(data.get("text"), "text")
         media: list[MediaRef] = []

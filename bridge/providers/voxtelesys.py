@@ -1,20 +1,19 @@
 """Voxtelesys Messaging API (v1).
 
-Facts and sources (see also shared providers.md §12):
-- Send: ``POST https://smsapi.voxtelesys.net/api/v1/sms`` with ``Authorization: Bearer <API
-  key>`` and a JSON body ``{"from", "to", "body", "media": [urls]}``. [doc]
-  smsapi.voxtelesys.com (base URL, Bearer API keys); field names from two independent
-  working integrations: [3p] simontelephonics/smsconnector provider-Voxtelesys.php (v1,
-  ``to`` a single number) and [sdk] voxtelesys/n8n-nodes-voxtelesys (the carrier's own n8n
-  node, send.operation.ts: ``to``, ``from``, ``body``, ``media``, ``tag``,
-  ``status_callback: {url, method}``). The success body is not documented; we take its
-  ``id`` (``batch_id``/``message_id`` also accepted). Error bodies are not documented
-  either: the HTTP status decides.
-- Numbers: the v1 reference writes E.164 without ``+`` (``17019299797``) while both
-  integrations send ``+E.164``; we send ``+E.164`` unless ``number_format = "digits"``.
-- ``status_callback`` (per-message delivery receipts) is used by the n8n node against the
-  newer API; it is off by default here, since delivery receipts are normally set up on the
-  messaging application in the portal. Turn it on to have our webhook URL sent.
+Facts and sources (see also shared providers.md §12). We follow the **v1** reference
+(smsapi.voxtelesys.com, base ``https://smsapi.voxtelesys.net/api/v1``) whole; the carrier's n8n
+node speaks a newer API (``+E.164``, ``status_callback``), which is not mixed in.
+- Send: ``POST /sms`` (a "batch") with ``Authorization: Bearer <API key>`` and JSON
+  ``{"from", "to": [numbers], "body", "media": [urls]}``. Numbers are "E.164 formatted
+  [country code][subscriber number]", **without** '+' (``17019299797``), and a batch's ``to``
+  is a list (the reference's batch listing: ``"from": "14024431550", "to": ["1402..."]``).
+  [doc] smsapi.voxtelesys.com (Number Formatting, Batches). The body/media field names are
+  not in the stored reference; they are those of two working integrations: [3p]
+  simontelephonics/smsconnector provider-Voxtelesys.php (v1) and the carrier's own n8n node.
+  The success body is a batch whose ``id`` we keep (``batch_id``/``message_id`` also
+  accepted). Error bodies are not documented: the HTTP status decides.
+- Delivery receipts are set up on the messaging application in the portal (v1 has no
+  per-message callback field).
 - Inbound (MO): JSON POST to the application's callback URL: ``{"type": "mo", "id", "to",
   "from", "body", "media": [...], "received_at"}``. ``id`` is not in the reference table but
   is read by smsconnector; when absent we make one from the body and the time of receipt.
@@ -40,14 +39,13 @@ from bridge.model import (
     DeliveryReport,
     InboundEvent,
     InboundMessage,
-    MediaRef,
     OutboundSms,
     SendFailed,
     SendResult,
     Sent,
     State,
 )
-from bridge.numbers import InvalidNumber, digits, from_carrier
+from bridge.numbers import digits
 from bridge.providers.base import (
     Provider,
     ProviderConfig,
@@ -55,6 +53,9 @@ from bridge.providers.base import (
     WebhookRequest,
     bearer_auth,
     classify_http_failure,
+    media_list,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -69,8 +70,6 @@ NO_ERROR_CODES = frozenset({"", "0"})
 class VoxtelesysConfig(ProviderConfig):
     type: Literal["voxtelesys"]
     api_key: Secret
-    number_format: Literal["e164", "digits"] = "e164"
-    status_callback: bool = False
 
 
 class VoxtelesysProvider(Provider):
@@ -79,29 +78,22 @@ class VoxtelesysProvider(Provider):
     webhook_auth = "a secret token in the webhook URL path (Voxtelesys signs nothing)"
     requires_webhook_token = True
     webhook_content_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
+    numbers_may_be_integers = True
     config: VoxtelesysConfig
-
-    def _number(self, e164: str) -> str:
-        return e164 if self.config.number_format == "e164" else digits(e164)
 
     async def _send(self, msg: OutboundSms) -> SendResult:
         cfg = self.config
         body: dict[str, Any] = {
-            "from": msg.sender_id or self._number(msg.from_number),
-            "to": self._number(msg.to_number),
+            "from": msg.sender_id or digits(msg.from_number),
+            "to": [digits(msg.to_number)],
         }
         if msg.text:
             body["body"] = msg.text
         if msg.media:
             body["media"] = [m.url for m in msg.media]
-        if cfg.status_callback:
-            body["status_callback"] = {"url": self.webhook_url(), "method": "POST"}
         async with self.http.post(f"{self.api_base}/sms", json=body,
                                   headers=bearer_auth(reveal(cfg.api_key))) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             data = payload if isinstance(payload, dict) else {}
             if 200 <= resp.status < 300:
                 carrier_id = _first_str(data, "id", "batch_id", "message_id")
@@ -126,16 +118,15 @@ class VoxtelesysProvider(Provider):
             if isinstance(kind, str):
                 return []  # an event type the bridge does not act on
             raise WebhookMalformed("missing or invalid 'type'")
-        sender = self._parse_number(data.get("from"), "from")
-        recipient = self._parse_number(data.get("to"), "to")
-        text = data.get("body") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'body' must be a string")
+        sender = self.inbound_number(_first(data.get("from")), "from")
+        recipient = self.inbound_number(_first(data.get("to")), "to")
+        text = text_field(data, "body", "'body'")
         carrier_id = _first_str(data, "id", "message_id")
         if carrier_id is None:
             seed = req.body + repr(req.received_at).encode()
             carrier_id = "vts-" + hashlib.sha256(seed).hexdigest()[:32]
-        return [InboundMessage(carrier_id, sender, recipient, text, _media(data.get("media")))]
+        media = media_list(data.get("media"), ("content_type", "type"))
+        return [InboundMessage(carrier_id, sender, recipient, text, media)]
 
     def _receipt(self, data: dict[str, Any]) -> list[InboundEvent]:
         status = data.get("status")
@@ -159,17 +150,13 @@ class VoxtelesysProvider(Provider):
         return [DeliveryReport(i, state, carrier_status=status.lower(), error=error)
                 for i in dict.fromkeys(ids)]
 
-    def _parse_number(self, raw: Any, what: str) -> str:
-        if isinstance(raw, list):
-            raw = raw[0] if raw else None
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = str(raw)
-        if not isinstance(raw, str) or not raw:
-            raise WebhookMalformed(f"missing {what!r} number")
-        try:
-            return from_carrier(raw, self.config.default_region)
-        except InvalidNumber as exc:
-            raise WebhookMalformed(str(exc)) from None
+
+
+def _first(value: Any) -> Any:
+    """A batch's ``to`` is a list: its first number."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def _first_str(data: dict[str, Any], *keys: str) -> str | None:
@@ -190,18 +177,3 @@ def _error_text(data: dict[str, Any]) -> str:
     return ""
 
 
-def _media(value: Any) -> tuple[MediaRef, ...]:
-    if value in (None, ""):
-        return ()
-    if not isinstance(value, list):
-        raise WebhookMalformed("'media' must be a list")
-    refs = []
-    for item in value:
-        if isinstance(item, str) and item:
-            refs.append(MediaRef(item))
-        elif isinstance(item, dict) and isinstance(item.get("url"), str):
-            ctype = item.get("content_type") or item.get("type")
-            refs.append(MediaRef(item["url"], ctype if isinstance(ctype, str) else None))
-        else:
-            raise WebhookMalformed("a media entry must be a URL or an object with 'url'")
-    return tuple(refs)

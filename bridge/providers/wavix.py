@@ -49,6 +49,8 @@ from bridge.providers.base import (
     WebhookRequest,
     bearer_auth,
     classify_http_failure,
+    response_json,
+    text_field,
 )
 from bridge.secrets import Secret, reveal
 
@@ -96,10 +98,7 @@ class WavixProvider(Provider):
             body["validity"] = cfg.validity_seconds
         url = f"{self.api_base}/v3/messages"
         async with self.http.post(url, json=body, headers=bearer_auth(reveal(cfg.api_key))) as resp:
-            try:
-                payload = await resp.json(content_type=None)
-            except ValueError:
-                payload = None
+            payload = await response_json(resp)
             if 200 <= resp.status < 300:
                 if isinstance(payload, dict) and payload.get("message_id"):
                     return Sent(str(payload["message_id"]), detail=str(payload.get("status", "")))
@@ -130,9 +129,7 @@ class WavixProvider(Provider):
         body = data.get("message_body")
         if not isinstance(body, dict):
             raise WebhookMalformed("'message_body' must be an object")
-        text = body.get("text") or ""
-        if not isinstance(text, str):
-            raise WebhookMalformed("'message_body.text' must be a string")
+        text = text_field(body, "text", "'message_body.text'")
         media = body.get("media") or []
         if not isinstance(media, list) or not all(isinstance(u, str) for u in media):
             raise WebhookMalformed("'message_body.media' must be a list of URLs")

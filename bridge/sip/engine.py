@@ -23,7 +23,6 @@ import ctypes
 import logging
 import os
 import queue
-import socket
 import sys
 import threading
 import time
@@ -92,6 +91,12 @@ class _Send:
     future: asyncio.Future[SipResult]
 
 
+@dataclass(frozen=True, slots=True)
+class _Register:
+    account: str
+    active: bool
+
+
 class SipEngine:
     def __init__(
         self,
@@ -100,18 +105,21 @@ class SipEngine:
         on_message: Callable[[SipText], None],
         on_registration: Callable[[Registration], None] | None = None,
         journal: Journal | None = None,
-        own_tcp: bool = False,
+        public_port: int | None = None,
     ) -> None:
         self.settings = sip
         self.journal = journal
-        # True: the bridge's own listener (bridge.sip.tcp) takes SIP over TCP and TLS on our
-        # ports, and pjsua's TCP and TLS transports, on free ports, carry what we send
-        self.own_tcp = own_tcp
+        # Set: the bridge's own listeners (bridge.sip.udp, .tcp) take every request on the
+        # SIP ports (this one, and tls_port), registrations name them as the contact, and
+        # pjsua's transports, on free ports, carry what the bridge sends. None: pjsua
+        # listens on the configured ports itself.
+        self.public_port = public_port
+        self.public_tls_port: int | None = None  # the own TLS listener's, once it listens
         self.account_settings = accounts
         self._on_message_cb = on_message
         self._on_registration_cb = on_registration
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._commands: queue.SimpleQueue[_Send | None] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[_Send | _Register | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -120,6 +128,7 @@ class SipEngine:
         self._buddies: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._accounts: dict[str, _Account] = {}
         self.registrations: dict[str, Registration] = {}
+        self._registration_wanted: dict[str, bool] = {}  # set_registration's last word
         self.port = 0
         self.tls_port = 0
 
@@ -161,6 +170,14 @@ class SipEngine:
         self._commands.put(_Send(account, target, from_uri, body, content_type, future))
         return await future
 
+    def set_registration(self, account: str, active: bool) -> None:
+        """Register one account (``active``) or unregister it: several instances share a
+        PostgreSQL store and one of them, the lease holder, registers each account. Called
+        before ``start``, it decides whether the account registers when it is created."""
+        self._registration_wanted[account] = active
+        if self._thread is not None and self._running:
+            self._commands.put(_Register(account, active))
+
     def is_registered(self, account: str) -> bool:
         reg = self.registrations.get(account)
         return reg is not None and reg.registered
@@ -174,7 +191,8 @@ class SipEngine:
             self._init_endpoint(ep, writer)
             self._create_accounts()
         except BaseException as exc:  # re-raised in start()
-            self._startup_error = RuntimeError(f"SIP stack failed to start: {exc}")
+            reason = exc.info() if hasattr(exc, "info") else str(exc)  # pjsua2.Error: info()
+            self._startup_error = RuntimeError(f"SIP stack failed to start: {reason}")
             self._ready.set()
             with contextlib.suppress(Exception):
                 ep.libDestroy()
@@ -216,39 +234,41 @@ class SipEngine:
         cfg.logConfig.decor = 0
         cfg.medConfig.noVad = True
         ep.libInit(cfg)
-        port = self.settings.port
-        plain = [t for t in self.settings.transports if t != "tls"]
         v6 = ":" in self.settings.listen
         kinds = {"udp": pj.PJSIP_TRANSPORT_UDP6 if v6 else pj.PJSIP_TRANSPORT_UDP,
                  "tcp": pj.PJSIP_TRANSPORT_TCP6 if v6 else pj.PJSIP_TRANSPORT_TCP,
                  "tls": pj.PJSIP_TRANSPORT_TLS6 if v6 else pj.PJSIP_TRANSPORT_TLS}
-        if self.own_tcp and "tcp" in plain:
-            plain.remove("tcp")
-            ep.transportCreate(kinds["tcp"], self._transport_config(0))
-        for i, name in enumerate(plain):
-            tid = ep.transportCreate(kinds[name], self._transport_config(port))
-            if i == 0:
-                # With port 0 the first transport picks a free port; the others share it.
-                port = _port_of(ep.transportGetInfo(tid).localName)
-        if port == 0:  # TCP only, ours: take a port free for it
-            port = _free_tcp_port(self.settings.listen)
-        self.port = port
-        if "tls" in self.settings.transports:
-            tc = self._transport_config(0 if self.own_tcp else self.settings.tls_port)
-            tc.tlsConfig.certFile = str(self.settings.tls_cert_file)
-            tc.tlsConfig.privKeyFile = str(self.settings.tls_key_file)
-            tid = ep.transportCreate(kinds["tls"], tc)
-            self.tls_port = (self.settings.tls_port if self.own_tcp
-                             else _port_of(ep.transportGetInfo(tid).localName))
+        if self.public_port is not None:
+            for name in self.settings.transports:  # free ports: for what the bridge sends
+                ep.transportCreate(kinds[name], self._transport_config(0, tls=name == "tls"))
+            self.port = self.public_port
+            self.tls_port = self.public_tls_port or self.settings.tls_port
+        else:
+            port = self.settings.port
+            plain = [t for t in self.settings.transports if t != "tls"]
+            for i, name in enumerate(plain):
+                tid = ep.transportCreate(kinds[name], self._transport_config(port))
+                if i == 0:
+                    # With port 0 the first transport picks a free port; the others share it.
+                    port = _port_of(ep.transportGetInfo(tid).localName)
+            self.port = port
+            if "tls" in self.settings.transports:
+                tid = ep.transportCreate(kinds["tls"], self._transport_config(
+                    self.settings.tls_port, tls=True))
+                self.tls_port = _port_of(ep.transportGetInfo(tid).localName)
         ep.libStart()
-        log.info("SIP listening on %s port %d (%s)", self.settings.listen, port,
-                 "+".join(self.settings.transports))
+        if self.public_port is None:
+            log.info("SIP listening on %s port %d (%s)", self.settings.listen, self.port,
+                     "+".join(self.settings.transports))
 
-    def _transport_config(self, port: int) -> Any:
+    def _transport_config(self, port: int, *, tls: bool = False) -> Any:
         tc = pj.TransportConfig()
         tc.boundAddress = self.settings.listen
         tc.publicAddress = self.settings.listen
         tc.port = port
+        if tls:
+            tc.tlsConfig.certFile = str(self.settings.tls_cert_file)
+            tc.tlsConfig.privKeyFile = str(self.settings.tls_key_file)
         return tc
 
     def _create_accounts(self) -> None:
@@ -275,13 +295,14 @@ class SipEngine:
             cfg.regConfig.retryIntervalSec = 10
             cfg.regConfig.firstRetryIntervalSec = 2
             cfg.regConfig.dropCallsOnFail = False
-            stream = _transport_of(settings.proxy or registrar)
-            if self.own_tcp and stream in self.settings.transports and stream != "udp":
-                # register the bridge's own listener as the contact, so the PBX sends texts
-                # over TCP/TLS there (pjsua's own stream transport is on a free port)
-                port = self.port if stream == "tcp" else self.settings.tls_port
-                cfg.sipConfig.contactForced = (
-                    f"<sip:{settings.username}@{host}:{port};transport={stream}>")
+            cfg.regConfig.registerOnAdd = self._registration_wanted.get(settings.name, True)
+            transport = _transport_of(settings.proxy or registrar)
+            if self.public_port is not None and transport in self.settings.transports:
+                # the contact is the bridge's own listener: the PBX's texts go there, whole,
+                # and are answered once stored (pjsua's own transports are on free ports)
+                port = self.tls_port if transport == "tls" else self.port
+                param = "" if transport == "udp" else f";transport={transport}"
+                cfg.sipConfig.contactForced = f"<sip:{settings.username}@{host}:{port}{param}>"
             if settings.proxy:
                 proxy = _sip_uri(settings.proxy)
                 cfg.sipConfig.proxies.append(proxy if ";lr" in proxy else proxy + ";lr")
@@ -317,8 +338,21 @@ class SipEngine:
                 return done
             if cmd is None:
                 return done
-            self._send_now(cmd)
+            if isinstance(cmd, _Register):
+                self._register_now(cmd)
+            else:
+                self._send_now(cmd)
             done += 1
+
+    def _register_now(self, cmd: _Register) -> None:
+        acc = self._accounts.get(cmd.account)
+        if acc is None:
+            return
+        try:
+            acc.setRegistration(cmd.active)
+        except pj.Error as exc:  # e.g. unregistering an account that is not registered
+            log.debug("account %s: setRegistration(%s): %s", cmd.account, cmd.active,
+                      exc.info())
 
     def _send_now(self, cmd: _Send) -> None:
         acc = self._accounts.get(cmd.account) or self._accounts[TRUNK_ACCOUNT]
@@ -421,13 +455,6 @@ def _quiet_stdout() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-def _free_tcp_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_of(local_name: str) -> int:

@@ -1,17 +1,11 @@
-"""SIP over TCP (and TLS) for MESSAGEs that phones and PBXs send to the bridge.
+"""SIP over TCP and TLS: framing and connections for the bridge's own listener
+(``intake.Intake`` answers each request).
 
-pjsip cannot take a SIP message larger than its 4,000-byte buffer (``PJSIP_MAX_PKT_LEN`` in
-this wheel): over TCP it does not even answer. So the bridge's TCP listener is its own: it
-frames requests by Content-Length (RFC 3261 §18.3), hands each MESSAGE through the same
-decoder as the UDP path (``wire.decode``), and answers **after** the core has stored the text,
-so a 200 over TCP always means the text is on disk (no crash window at all). Texts up to
-``sip.max_body_bytes`` are accepted; larger ones are refused with a notice (answered 200,
-like every refusal, so the sender reads the reason), and bodies beyond ``HARD_BODY_LIMIT``
-get 413 and the connection is closed. OPTIONS is answered 200 (PBX keepalives); other
-methods 405. pjsua keeps a TCP transport of its own on a free port for what the bridge sends.
-
-Requests on one connection are handled concurrently (responses carry their transaction's
-Via, so they need not come back in order), up to ``IN_FLIGHT_PER_CONNECTION``.
+Requests are framed by Content-Length (RFC 3261 §18.3). Texts up to ``sip.max_body_bytes``
+are accepted; larger ones are refused with a notice (answered 200, like every refusal, so the
+sender reads the reason); a body beyond ``HARD_BODY_LIMIT`` gets 413 and the connection is
+closed. Requests on one connection are handled concurrently (responses carry their
+transaction's Via, so they need not come back in order), up to ``IN_FLIGHT_PER_CONNECTION``.
 """
 
 from __future__ import annotations
@@ -19,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
-from collections.abc import Awaitable, Callable
 
-from bridge.model import SipText
 from bridge.sip import wire
+from bridge.sip.intake import Intake
 
 log = logging.getLogger("bridge.sip")
 
@@ -41,21 +33,10 @@ class _Malformed(Exception):
 
 
 class SipTcpListener:
-    def __init__(
-        self,
-        on_text: Callable[[SipText], Awaitable[bool]],
-        account_for: Callable[[wire.RawMessage], str],
-        *,
-        max_body_bytes: int,
-        user_agent: str,
-    ) -> None:
-        self.on_text = on_text  # True once the text is stored (or refused and explained)
-        self.account_for = account_for  # the SIP account a request reached
-        self.max_body_bytes = max_body_bytes
-        self.user_agent = user_agent
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
-        self._tag = secrets.token_hex(4)
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
         server = await asyncio.start_server(self._serve, host, port, ssl=tls,
@@ -145,57 +126,14 @@ class SipTcpListener:
         else:
             raise _Malformed("a Content-Length that is not a number")
         if length > HARD_BODY_LIMIT:
-            self._write(writer, wire.split_message(head), 413, "Request Entity Too Large")
+            writer.write(self.intake.response(message, 413, "Request Entity Too Large"))
             raise _Malformed(f"a body of {length:,} bytes (at most {HARD_BODY_LIMIT:,})")
         body = await asyncio.wait_for(reader.readexactly(length), READ_SECONDS) if length \
             else b""
         return head + body
 
     async def _handle(self, raw: bytes, source: str, writer: asyncio.StreamWriter) -> None:
-        message = wire.split_message(raw)
-        if message.start_line.startswith("SIP/2.0 "):
-            return  # a response: we send nothing over these connections that expects one
-        method = message.start_line.split(" ", 1)[0].upper()
-        if method == "ACK":
-            return
-        if method == "OPTIONS":
-            self._write(writer, message, 200, "OK")
-            return
-        if method != "MESSAGE":
-            self._write(writer, message, 405, "Method Not Allowed")
-            return
-        try:
-            text = wire.decode(raw, account=self.account_for(message), source=source,
-                               max_body_bytes=self.max_body_bytes)
-        except Exception:  # a defect must not cost the sender their text without a word
-            log.exception("SIP/TCP MESSAGE from %s could not be decoded", source)
-            self._write(writer, message, 500, "Server Internal Error")
-            return
-        if text is None:  # a notification or typing indicator: nothing more to do
-            self._write(writer, message, 200, "OK")
-            return
-        stored = await self.on_text(text)
-        if stored:
-            self._write(writer, message, 200, "OK")
-        else:
-            self._write(writer, message, 503, "Service Unavailable", retry_after=60)
-
-    def _write(self, writer: asyncio.StreamWriter, request: wire.RawMessage, code: int,
-               reason: str, retry_after: int | None = None) -> None:
-        if writer.is_closing():
-            return
-        lines = [f"SIP/2.0 {code} {reason}"]
-        lines += [f"Via: {via}" for via in request.all("via")]
-        to = request.header("to")
-        if to and ";tag=" not in to.lower():
-            to += f";tag={self._tag}"
-        for name, value in (("From", request.header("from")), ("To", to),
-                            ("Call-ID", request.header("call-id")),
-                            ("CSeq", request.header("cseq"))):
-            lines.append(f"{name}: {value}")
-        if code == 405:
-            lines.append("Allow: MESSAGE, OPTIONS")
-        if retry_after is not None:
-            lines.append(f"Retry-After: {retry_after}")
-        lines += [f"Server: {self.user_agent}", "Content-Length: 0", "", ""]
-        writer.write("\r\n".join(lines).encode("utf-8", "surrogateescape"))
+        transport = "TLS" if writer.get_extra_info("sslcontext") else "TCP"
+        answer = await self.intake.answer(raw, wire.split_message(raw), source, transport)
+        if answer is not None and not writer.is_closing():
+            writer.write(answer)

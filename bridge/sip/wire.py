@@ -8,8 +8,9 @@ that pjsip cut. The rules:
   that is not valid UTF-8 is shown with U+FFFD where it is only shown (Call-ID) and makes the
   field unusable where it is acted on (the From user is then unknown, the To user invalid).
 - ``Content-Length`` is the truth (RFC 3261 §18.3): extra bytes in a datagram are cut off; a
-  body shorter than it says was cut by pjsip (it reads at most ``PJSIP_MAX_PKT_LEN`` = 4,000
-  bytes of a datagram) and is refused with a notice, never passed on truncated.
+  body shorter than it says was cut on the way (or by pjsip, which reads at most
+  ``PJSIP_MAX_PKT_LEN`` = 4,000 bytes of a datagram, on the path where pjsua receives) and is
+  refused with a notice, never passed on truncated.
 - The body is decoded by ``content.parse_body``; notifications and typing indicators come
   back as None (nothing to send, nobody to tell).
 """
@@ -25,8 +26,6 @@ from bridge.uris import host_of, user_of
 # RFC 3261 §7.3.3 compact header names
 COMPACT = {"i": "call-id", "f": "from", "t": "to", "c": "content-type",
            "l": "content-length", "v": "via", "e": "content-encoding", "m": "contact"}
-# pjsip's receive buffer (PJSIP_MAX_PKT_LEN in this wheel): more of a message never arrives
-PJSIP_MAX_PKT_LEN = 4000
 MAX_SHOWN = 200  # characters of a Call-ID or user kept for logs and history
 
 
@@ -104,9 +103,8 @@ def body_of(message: RawMessage) -> tuple[bytes, str | None]:
         return body, None
     length = int(declared)
     if length > len(body):
-        return body, (f"the text is too long for one SIP packet ({length:,} bytes; at most "
-                      f"about {PJSIP_MAX_PKT_LEN - 600:,} arrive over UDP): send it over "
-                      "TCP, or send it in shorter parts")
+        return body, (f"the text arrived cut short ({len(body):,} of {length:,} bytes): "
+                      "send it over TCP, or in shorter parts")
     return body[:length], None  # RFC 3261 §18.3: bytes past Content-Length are not the body
 
 

@@ -20,14 +20,18 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import SecretStr
 
+from bridge.numbers import is_ascii_digits
 from bridge.providers.base import constant_time_equal
 from bridge.secrets import reveal
+from bridge.web.decode import json_problem
 
 log = logging.getLogger("bridge.web.admin")
 
 # Headers a reverse proxy adds: a request carrying one came from elsewhere, via the proxy.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 MAX_REQUEST_BYTES = 64 * 1024
+# Message ids are SQLite rowids: a larger number names no message (and overflows the driver).
+MAX_MESSAGE_ID = 2**63 - 1
 
 
 class Outcome(Protocol):
@@ -92,10 +96,12 @@ class AdminApi:
         return guarded
 
     async def _retry(self, request: web.Request) -> web.Response:
-        try:
-            message_id = int(request.match_info["id"])
-        except ValueError:
+        raw = request.match_info["id"]
+        if not is_ascii_digits(raw) or len(raw) > 19:
             return _error(400, "the message id must be a number")
+        message_id = int(raw)
+        if message_id > MAX_MESSAGE_ID:
+            return _error(404, "no such message")
         outcome = await self.actions.retry(message_id)
         if outcome.message_id is None:
             return _error(404, outcome.refusal or "no such message")
@@ -120,6 +126,9 @@ class AdminApi:
             return _error(400, f"missing or not a string: {', '.join(missing)}")
         if fields["account"] is not None and not isinstance(fields["account"], str):
             return _error(400, "account must be a string")
+        problem = json_problem(fields)
+        if problem is not None:  # a lone surrogate or NUL: it cannot be stored or sent
+            return _error(400, problem)
         outcome = await self.actions.submit(fields["from"], fields["to"], fields["text"],
                                             fields["account"])
         if outcome.message_id is None:

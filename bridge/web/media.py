@@ -40,16 +40,22 @@ class MediaRoutes:
         item = await self.media.get(request.match_info["token"])
         if item is None or item.filename != request.match_info["filename"]:
             raise web.HTTPNotFound()
-        path = self.media.path(item)
-        if not path.is_file():
-            raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={
+        headers = {
             "Content-Type": item.content_type,
             "Content-Disposition": f'inline; filename="{item.filename}"',
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "sandbox; default-src 'none'",
             "Cache-Control": "private, max-age=86400",
-        })
+        }
+        if self.media.in_database:  # PostgreSQL: any instance serves any link
+            data = await self.media.read(item)
+            if data is None:
+                raise web.HTTPNotFound()
+            return web.Response(body=data, headers=headers)
+        path = self.media.path(item)
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers=headers)
 
     async def _upload(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]

@@ -62,6 +62,29 @@ api_base = "{api_base}"
 """
 
 
+def flowroute_provider(api_base: str, *, secret_key: str, webhook_token: str,
+                       name: str = "flowroute") -> str:
+    """A Flowroute provider: its secret key and the token in its webhook URL are given
+    as written in TOML (a quoted value, or an { env = ... } / { file = ... } table)."""
+    return f"""
+[[providers]]
+name = "{name}"
+type = "flowroute"
+access_key = "12345678"
+secret_key = {secret_key}
+webhook_token = {webhook_token}
+api_base = "{api_base}"
+"""
+
+
+def sandbox_provider(name: str = "sandbox") -> str:
+    return f"""
+[[providers]]
+name = "{name}"
+type = "sandbox"
+"""
+
+
 def number(did: str, provider: str, deliver_to: list[str], account: str | None = None) -> str:
     acct = f'account = "{account}"\n' if account else ""
     targets = ", ".join(f'"{e}"' for e in deliver_to)

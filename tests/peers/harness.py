@@ -78,13 +78,15 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
 class Kamailio:
     """A Kamailio registrar/proxy with digest auth. ``users``: name -> password.
     ``routes``: extension -> the bridge user its numbers are relayed to (default "sms").
-    ``rejects``: extensions that answer every MESSAGE with 603 Decline."""
+    ``rejects``: extensions that answer every MESSAGE with 603 Decline. ``single_contact``:
+    users kept to one registered contact (the latest REGISTER replaces the others)."""
 
     def __init__(self, users: dict[str, str], routes: dict[str, str] | None = None,
-                 rejects: Iterable[str] = ()) -> None:
+                 rejects: Iterable[str] = (), single_contact: Iterable[str] = ()) -> None:
         self.users = users
         self.routes = routes or {}
         self.rejects = list(rejects)
+        self.single_contact = list(single_contact)  # users whose new registration replaces
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="kamailio-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -94,6 +96,7 @@ class Kamailio:
         lines = [f'    $sht(users=>{u}) = "{p}";' for u, p in self.users.items()]
         lines += [f'    $sht(routes=>{e}) = "{b}";' for e, b in self.routes.items()]
         lines += [f'    $sht(reject=>{e}) = "1";' for e in self.rejects]
+        lines += [f'    $sht(single=>{u}) = "1";' for u in self.single_contact]
         template = (PEERS / "kamailio.cfg.in").read_text()
         return (template.replace("@@PORT@@", str(self.port))
                 .replace("@@MPATH@@", KAMAILIO_MODULES)

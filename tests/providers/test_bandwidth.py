@@ -19,31 +19,25 @@ from bridge.model import (
     InboundMessage,
     MediaRef,
     OutboundSms,
-    SendFailed,
     Sent,
     State,
 )
-from bridge.providers.bandwidth import BandwidthConfig, BandwidthProvider
+from bridge.providers.bandwidth import BandwidthProvider
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.carrier_server import CannedResponse
+from tests.providers.carriers import BANDWIDTH as CARRIER
+from tests.providers.harness import PUBLIC
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bandwidth"
-ACCOUNT = "9900000"
-APP_ID = "93de2206-9669-4e07-948d-329f4b722ee2"
-API_USER = "api-user"
-API_PASSWORD = "bandwidth-api-password"
-HOOK_USER = "bw-callbacks"
-HOOK_PASSWORD = "callback-pässword"
-PUBLIC = "https://bridge.example.com"
+ACCOUNT = CARRIER.fields["account_id"]
+APP_ID = CARRIER.fields["application_id"]
+API_USER = CARRIER.fields["username"]
+API_PASSWORD = CARRIER.fields["password"]
+HOOK_USER = CARRIER.fields["webhook_username"]
+HOOK_PASSWORD = CARRIER.fields["webhook_password"]
 
 
-def make_provider(api_base: str = "https://messaging.bandwidth.com", **extra):
-    extra.setdefault("timeout_seconds", 2)
-    cfg = BandwidthConfig(name="bw", type="bandwidth", account_id=ACCOUNT,
-                          application_id=APP_ID, username=API_USER, password=API_PASSWORD,
-                          webhook_username=HOOK_USER, webhook_password=HOOK_PASSWORD,
-                          api_base=api_base, **extra)
-    return BandwidthProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
 def basic(user: str, password: str) -> str:
@@ -75,12 +69,7 @@ def bw_models():
     return MessageRequest, InboundCallback, StatusCallback
 
 
-async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
-    async with CarrierServer() as srv:
-        srv.respond(*responses)
-        provider = make_provider(srv.url, **extra)
-        result = await send_once(provider, msg)
-    return result, srv.requests
+send = CARRIER.send
 
 
 def accepted(message_id: str = "14762070468292kw2fuqty55yp2b2", **fields) -> CannedResponse:
@@ -137,51 +126,11 @@ async def test_text_over_2048_characters_is_sent_in_parts():
         OutboundSms(6, "+12345678901", "+12345678902", text,
                     (MediaRef("https://bridge.example.com/media/a.png"),)),
         accepted("p1"), accepted("p2"), accepted("p3"))
-    assert result == Sent("p1")
+    assert result == Sent("p1", "3 parts", ("p1", "p2", "p3"))
     sent = [r.json() for r in reqs]
     assert all(len(b["text"]) <= 2048 for b in sent)
     assert " ".join(b["text"] for b in sent) == text
     assert "media" in sent[0] and all("media" not in b for b in sent[1:])
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable"),
-    [
-        (400, {"type": "request-validation", "description": "Your request could not be accepted",
-               "fieldErrors": [{"fieldName": "from",
-                                "description": "'+invalid' must be replaced with a valid E164 "
-                                               "formatted telephone number"}]}, {}, False),
-        (401, {"type": "unauthorized", "description": "Authentication Failed"}, {}, False),
-        (403, {"type": "forbidden", "description": "Access Denied"}, {}, False),
-        (415, {"type": "unsupported-content-type",
-               "description": "Content type 'text/plain;charset=UTF-8' not supported."},
-         {}, False),
-        (429, {"type": "max-message-queue-size-exceeded",
-               "description": "The SMS queue for your account is full and cannot accept more "
-                              "messages right now."}, {"Retry-After": "3"}, True),
-        (500, {"type": "internal-server-error", "description": "oops"}, {}, True),
-        (503, "<html>unavailable</html>", {}, True),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable):
-    result, _ = await send(OutboundSms(1, "+12345678901", "+12345678902", "x"),
-                           CannedResponse(status, body, headers))
-    assert isinstance(result, SendFailed)
-    assert result.retryable is retryable
-    assert result.code == str(status)
-    if isinstance(body, dict):
-        assert body["type"] in result.reason
-    if status == 400:
-        assert "from:" in result.reason
-    if "Retry-After" in headers:
-        assert result.retry_after == 3.0
-    assert API_PASSWORD not in result.reason
-
-
-async def test_send_timeout_is_retryable():
-    result, _ = await send(OutboundSms(1, "+12345678901", "+12345678902", "x"),
-                           CannedResponse(202, {"id": "x"}, delay=0.6), timeout_seconds=0.2)
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 # --- callbacks -------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import copy
 import hashlib
 import hmac
 import json
-import textwrap
 import time
 import tomllib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,8 +34,10 @@ from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnaut
 from bridge.providers.generic import GenericConfig, GenericProvider
 from bridge.providers.twilio import EMPTY_TWIML, TwilioConfig, TwilioProvider
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.harness import PUBLIC
 
-PUBLIC = "https://bridge.example.com"
+EXAMPLE = Path(__file__).parents[2] / "config" / "generic.example.toml"
+
 PATH_TOKEN = "p4th-t0ken-0123456789abcdef"
 SID = "AC" + "0123456789abcdef" * 2
 TW_TOKEN = "twilio-test-auth-token"
@@ -604,7 +606,25 @@ async def test_long_text_is_split_and_first_id_returned():
                                                             "+15557654321", text))
     parts = [dict(r.form())["text"] for r in srv.requests]
     assert all(len(p) <= 20 for p in parts) and " ".join(parts) == text
-    assert result == Sent("p0")
+    assert result == Sent("p0", "3 parts", ("p0", "p1", "p2"))
+
+
+async def test_a_retry_after_a_refused_part_does_not_send_the_earlier_parts_again():
+    cfg = custom({"max_chars": 20, "id_path": "id"})
+    msg = OutboundSms(3, "+15551230001", "+15557654321",
+                      "one two three four five six seven eight nine ten")
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(200, {"id": "p0"}), CannedResponse(502, {}))
+        first = await send(make(cfg, srv.url), msg)
+        assert isinstance(first, SendFailed) and first.retryable
+        assert first.accepted_parts == ("p0",)
+        srv.respond(CannedResponse(200, {"id": "p1"}), CannedResponse(200, {"id": "p2"}))
+        second = await send(make(cfg, srv.url),
+                            OutboundSms(3, msg.from_number, msg.to_number, msg.text,
+                                        accepted_parts=first.accepted_parts))
+    texts = [dict(r.form())["text"] for r in srv.requests]
+    assert second == Sent("p0", "3 parts", ("p0", "p1", "p2"))
+    assert texts.count(texts[0]) == 1 and texts[1] == texts[2]  # part 1 went out once
 
 
 @pytest.mark.parametrize(
@@ -846,11 +866,11 @@ def test_config_errors_and_reprs_hide_secrets():
     assert TELNYX_KEY not in repr(provider.config) and PATH_TOKEN not in repr(provider.config)
 
 
-def test_readme_example_is_valid_and_works(monkeypatch):
-    doc = generic.__doc__ or ""
-    snippet = textwrap.dedent(doc.split("::\n", 1)[1].split("\nReference\n", 1)[0])
+def test_the_example_file_is_valid_and_works(monkeypatch):
+    """config/generic.example.toml is the configuration reference: it must load and work."""
     for var in ("VOIPINNOV_WEBHOOK_TOKEN", "VOIPINNOV_API_KEY", "VOIPINNOV_WEBHOOK_SECRET"):
         monkeypatch.setenv(var, var.lower() + "-value")
+    snippet = EXAMPLE.read_text()
     (entry,) = tomllib.loads(snippet)["providers"]
     provider = GenericProvider(GenericConfig.model_validate(entry), public_url=PUBLIC)
     body = json.dumps({"event": "message.received",

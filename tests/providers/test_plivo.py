@@ -14,35 +14,29 @@ from bridge.model import (
     InboundMessage,
     MediaRef,
     OutboundSms,
-    SendFailed,
     Sent,
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.plivo import (
-    PlivoConfig,
     PlivoProvider,
     plivo_v2_signature,
     plivo_v3_signature,
 )
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.carriers import PLIVO as CARRIER
+from tests.providers.harness import PUBLIC
 
-AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
-TOKEN = "plivo-test-auth-token"
-PUBLIC = "https://bridge.example.com"
+AUTH_ID = CARRIER.fields["auth_id"]
+TOKEN = CARRIER.fields["auth_token"]
 SEND_OK = {"api_id": "948b53a2-3f08-11e7-b6f4-061564b78b75", "message": "message(s) queued",
            "message_uuid": ["5b40a428-bfc7-4daf-9d06-726c558bf3b8"]}
 
 
-def make_provider(api_base: str = "https://api.plivo.com", **extra) -> PlivoProvider:
-    fields = {"timeout_seconds": 1} | extra
-    cfg = PlivoConfig(name="pl", type="plivo", auth_id=AUTH_ID, auth_token=TOKEN,
-                      api_base=api_base, **fields)
-    return PlivoProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
-async def send_via(provider: PlivoProvider, msg: OutboundSms):
-    return await send_once(provider, msg)
+send_via = send_once
 
 
 def test_v2_signature_matches_published_vector():
@@ -99,42 +93,6 @@ async def test_powerpack_is_used_when_there_is_no_sender():
                        OutboundSms(1, "", "+14155550199", "x"))
     body = srv.requests[0].json()
     assert body["powerpack_uuid"] == uuid and "src" not in body
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"api_id": "a1", "error": "text parameter length exceeds 737 unicode characters"},
-         {}, False, "400"),
-        (401, {"api_id": "a2", "error": "authentication failed"}, {}, False, "401"),
-        (400, {"api_id": "a3", "error": {"dst": "invalid number"}}, {}, False, "400"),
-        (429, {"api_id": "a4", "error": "too many requests"}, {"Retry-After": "3"}, True,
-         "429"),
-        (500, {"api_id": "a5", "error": "internal error"}, {}, True, "500"),
-        (503, "<html>down</html>", {}, True, "503"),
-        (202, {"api_id": "a6", "message": "message(s) queued", "message_uuid": [],
-               "invalid_number": ["1415"]}, {}, False, "invalid_number"),
-        (202, {"api_id": "a7"}, {}, True, None),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send_via(make_provider(srv.url),
-                                OutboundSms(1, "+14155550100", "+14155550199", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    if headers:
-        assert result.retry_after == 3.0
-    assert TOKEN not in result.reason
-
-
-async def test_send_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(202, SEND_OK, delay=0.6))
-        result = await send_via(make_provider(srv.url, timeout_seconds=0.2),
-                                OutboundSms(1, "+14155550100", "+14155550199", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 # --- webhooks --------------------------------------------------------------------------------

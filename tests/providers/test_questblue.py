@@ -18,26 +18,20 @@ from bridge.model import (
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from bridge.providers.questblue import QuestBlueConfig, QuestBlueProvider
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.carrier_server import CannedResponse, CarrierServer
+from tests.providers.carriers import QUESTBLUE as CARRIER
+from tests.providers.harness import PUBLIC
 
-LOGIN = "qb-login"
-PASSWORD = "qb-password"
-KEY = "qb-security-key"
-TOKEN = "qb-url-token"
-PUBLIC = "https://bridge.example.com"
-
-
-def make_provider(api_base: str = "https://api.questblue.com", **extra) -> QuestBlueProvider:
-    extra.setdefault("webhook_token", TOKEN)
-    cfg = QuestBlueConfig(name="qb", type="questblue", login=LOGIN, password=PASSWORD,
-                          security_key=KEY, api_base=api_base, timeout_seconds=1, **extra)
-    return QuestBlueProvider(cfg, public_url=PUBLIC)
+LOGIN = CARRIER.fields["login"]
+PASSWORD = CARRIER.fields["password"]
+KEY = CARRIER.fields["security_key"]
+TOKEN = CARRIER.fields["webhook_token"]
 
 
-async def send(srv: CarrierServer, msg: OutboundSms, **extra):
-    provider = make_provider(srv.url, **extra)
-    return await send_once(provider, msg)
+make_provider = CARRIER.make
+
+
+send = CARRIER.send_to
 
 
 def webhook(body: object, *, form: bool = False, token: str | None = TOKEN,
@@ -51,7 +45,8 @@ def webhook(body: object, *, form: bool = False, token: str | None = TOKEN,
                           [], raw, "192.0.2.10", path_token=token, received_at=received_at)
 
 
-async def test_sms_is_the_documented_request():
+async def test_sms_is_a_json_body_as_the_official_sdk_sends():
+    """QuestBlue/phpsdk ApiRequestExecutor: a POST's parameters go in a JSON body."""
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"data": [{"msg_id": "9001"}]}))
         result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "héllo & 😀"))
@@ -61,9 +56,9 @@ async def test_sms_is_the_documented_request():
     assert req.headers["Authorization"] == "Basic " + base64.b64encode(
         f"{LOGIN}:{PASSWORD}".encode()).decode()
     assert req.headers["Security-Key"] == KEY
-    assert req.query == [("did", "5551230001"), ("did_to", "5557654321"),
-                         ("msg", "héllo & 😀")]
-    assert req.body == b""
+    assert req.query == []
+    assert req.content_type == "application/json"
+    assert req.json() == {"did": "5551230001", "did_to": "5557654321", "msg": "héllo & 😀"}
 
 
 async def test_mms_joins_media_urls_with_commas_and_eleven_digits():
@@ -73,39 +68,9 @@ async def test_mms_joins_media_urls_with_commas_and_eleven_digits():
         result = await send(srv, OutboundSms(2, "+15551230001", "+15557654321", "pics", media),
                             number_format="digits")
     assert result == Sent("9002")
-    assert srv.requests[0].query == [
-        ("did", "15551230001"), ("did_to", "15557654321"), ("msg", "pics"),
-        ("file_url", "https://cdn.example.com/a.jpg,https://cdn.example.com/b.png")]
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (206, {"error": "DID is not SMS enabled"}, {}, False, "206"),
-        (200, {"error": "Invalid destination"}, {}, False, "200"),
-        (401, {"error": "Unauthorized"}, {}, False, "401"),
-        (429, {"error": "Too many requests"}, {"Retry-After": "4"}, True, "429"),
-        (503, "down", {}, True, "503"),
-    ],
-)
-async def test_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    assert KEY not in result.reason and PASSWORD not in result.reason
-    if isinstance(body, dict):
-        assert body["error"] in result.reason
-    if headers:
-        assert result.retry_after == 4.0
-
-
-async def test_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(200, {"data": [{"msg_id": "1"}]}, delay=2))
-        result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
+    assert srv.requests[0].json() == {
+        "did": "15551230001", "did_to": "15557654321", "msg": "pics",
+        "file_url": "https://cdn.example.com/a.jpg,https://cdn.example.com/b.png"}
 
 
 async def test_non_us_numbers_fail_without_a_request():

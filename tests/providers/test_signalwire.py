@@ -22,32 +22,26 @@ from bridge.model import (
     InboundMessage,
     MediaRef,
     OutboundSms,
-    SendFailed,
     Sent,
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.signalwire import (
-    SignalWireConfig,
     SignalWireProvider,
     scheme_a_signature,
     scheme_b_signature,
 )
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.carrier_server import CannedResponse, CarrierServer
+from tests.providers.carriers import SIGNALWIRE as CARRIER
+from tests.providers.harness import PUBLIC
 
-PROJECT = "ea108133-d6b3-407c-9536-9fad8a929a6a"
-API_TOKEN = "PTda745eb0123456789abcdefsignalwire"
-SIGNING_KEY = "PSKtest1234567890abcdef"
-PUBLIC = "https://bridge.example.com"
+PROJECT = CARRIER.fields["project_id"]
+API_TOKEN = CARRIER.fields["api_token"]
+SIGNING_KEY = CARRIER.fields["signing_key"]
 SID = "0a059168-ead0-41af-9d1f-343dae832527"
 
 
-def make_provider(**extra) -> SignalWireProvider:
-    extra.setdefault("timeout_seconds", 2)
-    extra.setdefault("space", "example")
-    cfg = SignalWireConfig(name="sw", type="signalwire", project_id=PROJECT,
-                           api_token=API_TOKEN, signing_key=SIGNING_KEY, **extra)
-    return SignalWireProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
 def form_request(params: dict[str, str] | list[tuple[str, str]], *, key: str = SIGNING_KEY,
@@ -68,12 +62,7 @@ def sw_validator():
     return validator
 
 
-async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
-    async with CarrierServer() as srv:
-        srv.respond(*responses)
-        provider = make_provider(api_base=srv.url, **extra)
-        result = await send_once(provider, msg)
-    return result, srv.requests
+send = CARRIER.send
 
 
 def created(sid: str = SID, **fields) -> CannedResponse:
@@ -147,41 +136,8 @@ async def test_body_over_1600_characters_is_sent_in_parts():
     assert all(len(b) <= 1600 for b in bodies) and " ".join(bodies) == text
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
-               "more_info": "https://developer.signalwire.com/compatibility-api/reference/"
-                            "error-codes", "status": 400}, {}, False, "21610"),
-        (400, {"code": 21212, "message": "Phone number is not in the correct format.",
-               "status": 400}, {}, False, "21212"),
-        (401, {"errors": [{"code": "unauthorized", "message": "Unauthorized"}]}, {}, False,
-         "unauthorized"),
-        (429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "3"}, True,
-         "20429"),
-        (500, {"code": 20500, "message": "Internal Server Error"}, {}, True, "20500"),
-        (503, "<html>unavailable</html>", {}, True, "503"),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable, code):
-    result, _ = await send(OutboundSms(1, "+15551234567", "+15557654321", "x"),
-                           CannedResponse(status, body, headers))
-    assert isinstance(result, SendFailed)
-    assert result.retryable is retryable
-    assert result.code == code
-    if "Retry-After" in headers:
-        assert result.retry_after == 3.0
-    assert API_TOKEN not in result.reason
-
-
 def test_opt_out_codes():
     assert {"21610", "30004"} <= SignalWireProvider.opt_out_codes
-
-
-async def test_send_timeout_is_retryable():
-    result, _ = await send(OutboundSms(1, "+15551234567", "+15557654321", "x"),
-                           CannedResponse(201, {"sid": "x"}, delay=0.6), timeout_seconds=0.2)
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 # --- signatures: published vectors ------------------------------------------------------------
@@ -272,6 +228,36 @@ def test_inbound_mms_signed_like_signalwire_parses(sw_validator):
         (MediaRef(INBOUND_MMS["MediaUrl0"], "image/jpeg"),))
     answer = provider.answer([event])
     assert answer.content_type == "text/xml" and "<Response>" in answer.body
+
+
+async def test_inbound_media_on_the_space_host_is_fetched_with_the_project_credentials():
+    """SignalWire's Media sub-resource lives on the Space host and takes the API's Basic
+    credentials (project id + API token)."""
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(200, b"\xff\xd8jpeg", {"Content-Type": "image/jpeg"}))
+        provider = make_provider(api_base=srv.url)
+        await provider.start()
+        try:
+            media_url = (f"{srv.url}/api/laml/2010-04-01/Accounts/{PROJECT}/Messages/{SID}"
+                         "/Media/ME123")
+            data, ctype = await provider.fetch_media(media_url)
+        finally:
+            await provider.close()
+    assert (data, ctype) == (b"\xff\xd8jpeg", "image/jpeg")
+    expected = base64.b64encode(f"{PROJECT}:{API_TOKEN}".encode()).decode()
+    assert srv.requests[0].headers["Authorization"] == f"Basic {expected}"
+
+
+async def test_media_elsewhere_gets_no_credentials():
+    async with CarrierServer() as srv:
+        srv.respond(CannedResponse(200, b"gif", {"Content-Type": "image/gif"}))
+        provider = make_provider()  # api_base is the real Space host, not this server
+        await provider.start()
+        try:
+            await provider.fetch_media(f"{srv.url}/media/a.gif")
+        finally:
+            await provider.close()
+    assert "Authorization" not in srv.requests[0].headers
 
 
 def test_twilio_alias_header_is_accepted():
@@ -403,3 +389,14 @@ def test_json_body_is_not_mistaken_for_a_form():
                          [], body, "127.0.0.1")
     with pytest.raises(WebhookMalformed):
         make_provider().parse(req)
+
+
+async def test_more_than_ten_media_go_in_further_messages():
+    """SignalWire documents "up to a maximum of 10 media URLs per message"."""
+    media = tuple(MediaRef(f"https://cdn.example.com/{n}.jpg") for n in range(12))
+    result, reqs = await send(OutboundSms(7, "+15551234567", "+15557654321", "pics", media),
+                              created("m1"), created("m2"))
+    assert result == Sent("m1", "2 parts", ("m1", "m2"))
+    counts = [sum(1 for k, _ in r.form() if k == "MediaUrl") for r in reqs]
+    assert counts == [10, 2]
+    assert [dict(r.form())["Body"] for r in reqs] == ["pics", ""]

@@ -24,13 +24,14 @@ from bridge.model import (
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from bridge.providers.sinch import SinchConfig, SinchProvider, sinch_signature
+from bridge.providers.sinch import sinch_signature
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.carriers import SINCH as CARRIER
+from tests.providers.harness import PUBLIC
 
-PLAN = "jd63jf88477ll123ab4567cd89012ef3"
-TOKEN = "sinch-api-token-0123456789"
-HMAC_SECRET = "sinch-callback-secret-0123456789"
-PUBLIC = "https://bridge.example.com"
+PLAN = CARRIER.fields["service_plan_id"]
+TOKEN = CARRIER.fields["api_token"]
+HMAC_SECRET = CARRIER.fields["webhook_secret"]
 BATCH = {"id": "01FC66621XXXXX119Z8PMV1QPQ", "to": ["+14155550199"], "from": "+14155550100",
          "canceled": False, "body": "hi", "type": "mt_text",
          "created_at": "2024-06-06T09:22:14.304Z", "modified_at": "2024-06-06T09:22:14.304Z",
@@ -38,15 +39,10 @@ BATCH = {"id": "01FC66621XXXXX119Z8PMV1QPQ", "to": ["+14155550199"], "from": "+1
          "flash_message": False}
 
 
-def make_provider(api_base: str | None = None, **extra) -> SinchProvider:
-    fields = {"timeout_seconds": 1, "webhook_secret": HMAC_SECRET} | extra
-    cfg = SinchConfig(name="sn", type="sinch", service_plan_id=PLAN, api_token=TOKEN,
-                      api_base=api_base, **{k: v for k, v in fields.items() if v is not None})
-    return SinchProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
-async def send_via(provider: SinchProvider, msg: OutboundSms):
-    return await send_once(provider, msg)
+send_via = send_once
 
 
 def test_region_picks_the_documented_host():
@@ -78,7 +74,7 @@ async def test_mms_send_is_one_media_batch_per_item():
                     CannedResponse(201, dict(BATCH, id="B2", type="mt_media")))
         result = await send_via(make_provider(srv.url, status_callback=False),
                                 OutboundSms(6, "+14155550100", "+14155550199", "pics", media))
-    assert result == Sent("B1")
+    assert result == Sent("B1", "2 parts", ("B1", "B2"))
     first, second = (r.json() for r in srv.requests)
     assert first == {"to": ["+14155550199"], "from": "+14155550100", "type": "mt_media",
                      "client_reference": "6",
@@ -86,7 +82,7 @@ async def test_mms_send_is_one_media_batch_per_item():
     assert second["body"] == {"url": "https://cdn.example.com/b.png"}
 
 
-async def test_mms_stops_at_the_first_failure_and_reports_partial_success():
+async def test_mms_stops_at_the_first_failure_and_reports_the_parts_sent():
     media = (MediaRef("https://cdn.example.com/a.jpg"), MediaRef("https://cdn.example.com/b.jpg"))
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(201, dict(BATCH, id="B1")),
@@ -94,44 +90,10 @@ async def test_mms_stops_at_the_first_failure_and_reports_partial_success():
                                          "text": "Invalid media url"}))
         result = await send_via(make_provider(srv.url),
                                 OutboundSms(6, "+14155550100", "+14155550199", "", media))
-    assert isinstance(result, Sent) and result.carrier_id == "B1"
-    assert "Invalid media url" in (result.detail or "")
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"code": "syntax_invalid_parameter_format",
-               "text": "Parameter 'to' must be valid E.164"}, {}, False,
-         "syntax_invalid_parameter_format"),
-        (401, {"code": "unauthorized", "text": "Unauthorized"}, {}, False, "unauthorized"),
-        (403, {"code": "missing_service_plan_id", "text": "Unknown service plan"}, {}, False,
-         "missing_service_plan_id"),
-        (429, {"code": "too_many_requests", "text": "Slow down"}, {"Retry-After": "3"}, True,
-         "too_many_requests"),
-        (500, {"code": "internal_error", "text": "Oops"}, {}, True, "internal_error"),
-        (502, "<html>bad gateway</html>", {}, True, "502"),
-        (201, {"type": "mt_text"}, {}, True, None),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send_via(make_provider(srv.url),
-                                OutboundSms(1, "+14155550100", "+14155550199", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    if headers:
-        assert result.retry_after == 3.0
-    assert TOKEN not in result.reason
-
-
-async def test_send_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(201, BATCH, delay=0.6))
-        result = await send_via(make_provider(srv.url, timeout_seconds=0.2),
-                                OutboundSms(1, "+14155550100", "+14155550199", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
+    assert isinstance(result, SendFailed) and not result.retryable
+    assert result.accepted_parts == ("B1",)
+    assert result.reason.startswith("part 2 of 2 refused (1 sent): ")
+    assert "Invalid media url" in result.reason
 
 
 # --- callbacks -------------------------------------------------------------------------------

@@ -28,21 +28,18 @@ from bridge.model import (
 from bridge.numbers import segments
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
 from bridge.providers.telnyx import TelnyxConfig, TelnyxProvider, split_for_telnyx
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.carrier_server import CannedResponse
+from tests.providers.carriers import TELNYX as CARRIER
+from tests.providers.carriers import TELNYX_SIGNING_KEY as SIGNING_KEY
+from tests.providers.harness import PUBLIC
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telnyx"
-API_KEY = "KEY0123456789ABCDEF_telnyx-test-key"
-SIGNING_KEY = SigningKey(bytes(range(32)))  # fixed seed: reproducible signatures
-PUBLIC_KEY = base64.b64encode(bytes(SIGNING_KEY.verify_key)).decode()
+API_KEY = CARRIER.fields["api_key"]
+PUBLIC_KEY = CARRIER.fields["public_key"]
 OTHER_KEY = SigningKey(bytes(range(1, 33)))
-PUBLIC = "https://bridge.example.com"
 
 
-def make_provider(api_base: str = "https://api.telnyx.com/v2", **extra) -> TelnyxProvider:
-    extra.setdefault("timeout_seconds", 2)
-    cfg = TelnyxConfig(name="tx", type="telnyx", api_key=API_KEY, public_key=PUBLIC_KEY,
-                       api_base=api_base, **extra)
-    return TelnyxProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
 def sign(body: bytes, timestamp: int, key: SigningKey = SIGNING_KEY) -> str:
@@ -81,12 +78,7 @@ def sdk_verify():
     return module
 
 
-async def send(msg: OutboundSms, *responses: CannedResponse, **extra):
-    async with CarrierServer() as srv:
-        srv.respond(*responses)
-        provider = make_provider(srv.url, **extra)
-        result = await send_once(provider, msg)
-    return result, srv.requests
+send = CARRIER.send
 
 
 SUCCESS = {"data": {"record_type": "message", "direction": "outbound",
@@ -157,54 +149,20 @@ def test_unicode_text_splits_at_the_ucs2_limit():
     assert all(segments(p).count <= 10 for p in parts)
 
 
-async def test_a_failed_later_part_does_not_make_the_message_retryable():
+async def test_a_failed_later_part_is_reported_with_the_part_sent():
     text = " ".join(["word"] * 400)
     first = {"data": {**SUCCESS["data"], "id": "part-1"}}
     result, _ = await send(OutboundSms(11, "+15551230001", "+15557654321", text),
                            CannedResponse(200, first),
                            CannedResponse(500, {"errors": [{"code": "10007",
                                                             "title": "Unexpected error"}]}))
-    assert isinstance(result, Sent) and result.carrier_id == "part-1"
-    assert "part 2/2 not sent" in (result.detail or "")
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"errors": [{"code": "10002", "title": "Invalid phone number",
-                           "detail": "The 'to' number is invalid.",
-                           "source": {"pointer": "/to"}}]}, {}, False, "10002"),
-        (409, {"errors": [{"code": "40300", "title": "Blocked due to STOP message",
-                           "detail": "Messages cannot be sent from '+15551230001' to "
-                                     "'+15557654321' due to an existing block rule."}]},
-         {}, False, "40300"),
-        (401, {"errors": [{"code": "10009", "title": "Authentication failed"}]}, {}, False,
-         "10009"),
-        (429, {"errors": [{"code": "10011", "title": "Too many requests"}]},
-         {"Retry-After": "3"}, True, "10011"),
-        (500, {"errors": [{"code": "10007", "title": "Unexpected error"}]}, {}, True, "10007"),
-        (503, "<html>unavailable</html>", {}, True, "503"),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable, code):
-    result, _ = await send(OutboundSms(1, "+15551230001", "+15557654321", "x"),
-                           CannedResponse(status, body, headers))
-    assert isinstance(result, SendFailed)
-    assert result.retryable is retryable
-    assert result.code == code
-    if "Retry-After" in headers:
-        assert result.retry_after == 3.0
-    assert API_KEY not in result.reason
+    assert isinstance(result, SendFailed) and result.retryable
+    assert result.accepted_parts == ("part-1",)
+    assert result.reason.startswith("part 2 of 2 refused (1 sent): ")
 
 
 def test_stop_blocks_are_opt_outs():
     assert "40300" in TelnyxProvider.opt_out_codes
-
-
-async def test_send_timeout_is_retryable():
-    result, _ = await send(OutboundSms(1, "+15551230001", "+15557654321", "x"),
-                           CannedResponse(200, SUCCESS, delay=0.6), timeout_seconds=0.2)
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 # --- inbound ---------------------------------------------------------------------------------

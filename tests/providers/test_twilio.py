@@ -8,20 +8,19 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
-from bridge.model import DeliveryReport, InboundMessage, OutboundSms, SendFailed, Sent, State
+from bridge.model import DeliveryReport, InboundMessage, OutboundSms, Sent, State
 from bridge.providers.base import WebhookRequest, WebhookUnauthorized
-from bridge.providers.twilio import TwilioConfig, TwilioProvider, twilio_signature
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from bridge.providers.twilio import TwilioProvider, twilio_signature
+from tests.carrier_server import CannedResponse, CarrierServer
+from tests.providers.carriers import TWILIO as CARRIER
+from tests.providers.harness import PUBLIC
 
-SID = "AC" + "0123456789abcdef" * 2
-TOKEN = "twilio-test-auth-token"
-PUBLIC = "https://bridge.example.com"
+SID = CARRIER.fields["account_sid"]
+TOKEN = CARRIER.fields["auth_token"]
 
 
-def make_provider(api_base: str = "https://api.twilio.com", **extra) -> TwilioProvider:
-    cfg = TwilioConfig(name="tw", type="twilio", account_sid=SID, auth_token=TOKEN,
-                       api_base=api_base, timeout_seconds=2, **extra)
-    return TwilioProvider(cfg, public_url=PUBLIC)
+
+make_provider = CARRIER.make
 
 
 def signed_request(provider: TwilioProvider, params: dict[str, str], token: str = TOKEN):
@@ -64,39 +63,6 @@ async def test_send_is_the_documented_request():
     assert form["From"] == "+15551230001"
     assert form["Body"] == "héllo 😀"
     assert form["StatusCallback"] == f"{PUBLIC}/webhooks/tw"
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400},
-         {}, False, "21211"),
-        (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient"},
-         {}, False, "21610"),
-        (429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "3"}, True,
-         "20429"),
-        (500, {"code": 20500, "message": "Internal Server Error"}, {}, True, "20500"),
-        (503, "<html>unavailable</html>", {}, True, "503"),
-    ],
-)
-async def test_send_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        provider = make_provider(srv.url)
-        result = await send_once(provider, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed)
-    assert result.retryable is retryable
-    assert result.code == code
-    if "Retry-After" in headers:
-        assert result.retry_after == 3.0
-
-
-async def test_send_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(201, {"sid": "SMx"}, delay=3))
-        provider = make_provider(srv.url)
-        result = await send_once(provider, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 def test_inbound_mms_signed_by_sdk_parses():
@@ -162,4 +128,29 @@ def test_signature_accepted_with_explicit_default_port():
     signature = RequestValidator(TOKEN).compute_signature(url, params)
     req = WebhookRequest("POST", provider.webhook_url(), {"X-Twilio-Signature": signature},
                          [], urlencode(params).encode(), "127.0.0.1")
+    provider.verify(req)
+
+
+class _MultiDict(dict):
+    """A form with repeated names, as the SDK's validator reads one (``getlist``)."""
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        super().__init__(items)
+        self._items = items
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for k, v in self._items if k == name]
+
+
+def test_repeated_identical_values_are_signed_once_as_the_sdk_does():
+    """twilio-python request_validator.py signs ``sorted(set(values))`` per name."""
+    provider = make_provider()
+    url = provider.webhook_url()
+    items = [("MessageSid", "SM" + "b" * 32), ("From", "+14155550100"), ("To", "+14155550199"),
+             ("Body", "x"), ("Tag", "same"), ("Tag", "same"), ("Tag", "other")]
+    signature = RequestValidator(TOKEN).compute_signature(url, _MultiDict(items))
+    assert RequestValidator(TOKEN).validate(url, _MultiDict(items), signature)
+    req = WebhookRequest("POST", url, {"X-Twilio-Signature": signature,
+                                       "Content-Type": "application/x-www-form-urlencoded"},
+                         [], urlencode(items).encode(), "127.0.0.1")
     provider.verify(req)

@@ -16,20 +16,15 @@ from bridge.model import (
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from bridge.providers.voxtelesys import VoxtelesysConfig, VoxtelesysProvider
 from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.providers.carriers import VOXTELESYS as CARRIER
+from tests.providers.harness import PUBLIC
 
-KEY = "f2d1c9b6-1158-11e6-bb4e-26a732fd0877"  # the documented example token shape
-TOKEN = "vts-url-token"
-PUBLIC = "https://bridge.example.com"
+KEY = CARRIER.fields["api_key"]
+TOKEN = CARRIER.fields["webhook_token"]
 
 
-def make_provider(api_base: str = "https://smsapi.voxtelesys.net/api/v1",
-                  **extra) -> VoxtelesysProvider:
-    extra.setdefault("webhook_token", TOKEN)
-    cfg = VoxtelesysConfig(name="vts", type="voxtelesys", api_key=KEY, api_base=api_base,
-                           timeout_seconds=1, **extra)
-    return VoxtelesysProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
 async def send(srv: CarrierServer, msg: OutboundSms, **extra):
@@ -44,7 +39,8 @@ def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:
                           path_token=token)
 
 
-async def test_sms_is_the_documented_request():
+async def test_sms_is_the_documented_v1_request():
+    """v1 whole: E.164 digits without '+', ``to`` a list (the v1 reference's batches)."""
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(200, {"id": "BPBPqNgILE2urR4S", "status": "queued"}))
         result = await send(srv, OutboundSms(1, "+17019299797", "+14024431550", "héllo 😀"))
@@ -53,40 +49,24 @@ async def test_sms_is_the_documented_request():
     assert (req.method, req.path) == ("POST", "/api/v1/sms")
     assert req.headers["Authorization"] == f"Bearer {KEY}"
     assert req.content_type == "application/json"
-    assert req.json() == {"from": "+17019299797", "to": "+14024431550", "body": "héllo 😀"}
+    assert req.json() == {"from": "17019299797", "to": ["14024431550"], "body": "héllo 😀"}
 
 
-async def test_mms_with_digits_and_status_callback():
+async def test_mms_is_the_documented_v1_request():
     media = (MediaRef("https://cdn.example.com/a.jpg"),)
     async with CarrierServer() as srv:
         srv.respond(CannedResponse(201, {"batch_id": "B1"}))
-        result = await send(srv, OutboundSms(2, "+17019299797", "+14024431550", "", media),
-                            number_format="digits", status_callback=True)
+        result = await send(srv, OutboundSms(2, "+17019299797", "+14024431550", "", media))
     assert result == Sent("B1")
     assert srv.requests[0].json() == {
-        "from": "17019299797", "to": "14024431550", "media": ["https://cdn.example.com/a.jpg"],
-        "status_callback": {"url": f"{PUBLIC}/webhooks/vts/{TOKEN}", "method": "POST"},
+        "from": "17019299797", "to": ["14024431550"], "media": ["https://cdn.example.com/a.jpg"],
     }
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (400, {"error": {"code": "400", "description": "Invalid 'to'"}}, {}, False, "400"),
-        (401, {"message": "Unauthorized"}, {}, False, "401"),
-        (429, {"message": "Too Many Requests"}, {"Retry-After": "1"}, True, "429"),
-        (500, "oops", {}, True, "500"),
-    ],
-)
-async def test_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send(srv, OutboundSms(1, "+17019299797", "+14024431550", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    assert KEY not in result.reason
-    if headers:
-        assert result.retry_after == 1.0
+@pytest.mark.parametrize("field", [{"number_format": "e164"}, {"status_callback": True}])
+def test_options_of_the_newer_api_are_refused(field):
+    with pytest.raises(ValueError):
+        make_provider("https://smsapi.voxtelesys.net/api/v1", **field)
 
 
 async def test_success_without_an_id_is_not_retried():
@@ -94,13 +74,6 @@ async def test_success_without_an_id_is_not_retried():
         srv.respond(CannedResponse(200, {}))
         result = await send(srv, OutboundSms(1, "+17019299797", "+14024431550", "x"))
     assert isinstance(result, SendFailed) and not result.retryable
-
-
-async def test_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(200, {"id": "x"}, delay=2))
-        result = await send(srv, OutboundSms(1, "+17019299797", "+14024431550", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 def test_mo_sms():

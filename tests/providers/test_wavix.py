@@ -11,17 +11,16 @@ from bridge.model import (
     InboundMessage,
     MediaRef,
     OutboundSms,
-    SendFailed,
     Sent,
     State,
 )
 from bridge.providers.base import WebhookMalformed, WebhookRequest, WebhookUnauthorized
-from bridge.providers.wavix import WavixConfig, WavixProvider
-from tests.carrier_server import CannedResponse, CarrierServer, send_once
+from tests.carrier_server import CannedResponse, CarrierServer
+from tests.providers.carriers import WAVIX as CARRIER
+from tests.providers.harness import PUBLIC
 
-KEY = "wavix-api-key-0123"
-TOKEN = "wx-url-token"
-PUBLIC = "https://bridge.example.com"
+KEY = CARRIER.fields["api_key"]
+TOKEN = CARRIER.fields["webhook_token"]
 
 # The documented success body (docs.wavix.com send-message, "Response").
 SENT_BODY = {
@@ -34,16 +33,10 @@ SENT_BODY = {
 }
 
 
-def make_provider(api_base: str = "https://api.wavix.com", **extra) -> WavixProvider:
-    extra.setdefault("webhook_token", TOKEN)
-    cfg = WavixConfig(name="wx", type="wavix", api_key=KEY, api_base=api_base,
-                      timeout_seconds=1, **extra)
-    return WavixProvider(cfg, public_url=PUBLIC)
+make_provider = CARRIER.make
 
 
-async def send(srv: CarrierServer, msg: OutboundSms, **extra):
-    provider = make_provider(srv.url, **extra)
-    return await send_once(provider, msg)
+send = CARRIER.send_to
 
 
 def webhook(body: object, token: str | None = TOKEN) -> WebhookRequest:
@@ -88,38 +81,6 @@ async def test_alphanumeric_sender():
         srv.respond(CannedResponse(200, SENT_BODY))
         await send(srv, OutboundSms(3, "+15551230001", "+447537151866", "x", sender_id="Wavix"))
     assert srv.requests[0].json()["from"] == "Wavix"
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "headers", "retryable", "code"),
-    [
-        (422, {"error": "Destination number is invalid"}, {}, False, "422"),
-        (403, {"success": False, "message": "Outbound SMS messaging service is disabled"},
-         {}, False, "403"),
-        (401, {"success": False, "error": True, "message": "Unauthorized"}, {}, False, "401"),
-        (429, {"success": False, "message": "Rate limit exceeded"}, {"Retry-After": "2"},
-         True, "429"),
-        (502, "<html>bad gateway</html>", {}, True, "502"),
-    ],
-)
-async def test_errors_are_classified(status, body, headers, retryable, code):
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(status, body, headers))
-        result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed)
-    assert (result.retryable, result.code) == (retryable, code)
-    assert KEY not in result.reason
-    if isinstance(body, dict) and body.get("message"):
-        assert body["message"] in result.reason
-    if headers:
-        assert result.retry_after == 2.0
-
-
-async def test_timeout_is_retryable():
-    async with CarrierServer() as srv:
-        srv.respond(CannedResponse(200, SENT_BODY, delay=2))
-        result = await send(srv, OutboundSms(1, "+15551230001", "+15557654321", "x"))
-    assert isinstance(result, SendFailed) and result.retryable
 
 
 def test_inbound_sms_from_documented_example():
