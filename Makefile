@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBIAN_PACKAGES := kamailio sip-tester systemd baresip-core linphone-cli chromium \
-                   chromium-driver postgresql
+DEBIAN_PACKAGES := kamailio kamailio-utils-modules sip-tester systemd baresip-core linphone-cli \
+                   chromium chromium-driver postgresql
 
 .PHONY: run test lint bench debian-packages clean
 
@@ -40,9 +40,10 @@ test: debian-packages $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check bridge tests bench
 
-# Throughput, latency, CPU and memory on loopback (about 3 minutes; not part of the tests),
-# then one bridge on SQLite against two on PostgreSQL (bench/scale_out.py, about 1 minute).
-# BENCH_ARGS: e.g. --quick, --durability full, --json results.json (see bench/run.py).
+# Throughput, latency, CPU and memory on loopback, side by side with the do-it-yourself Kamailio
+# bridge (bench/peer/) in the same run (about 10 minutes; --quick about 2), then one bridge on
+# SQLite against two on PostgreSQL (bench/scale_out.py, about 1 minute). Not part of the tests.
+# BENCH_ARGS: e.g. --quick, --durability full normal, --json results.json (see bench/run.py).
 bench: debian-packages $(VENV)/.test
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.scale_out

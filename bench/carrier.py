@@ -1,7 +1,10 @@
 """A local carrier for the benchmark, in its own process: Twilio's Messages API on loopback.
 
 ``POST /2010-04-01/Accounts/{sid}/Messages.json`` answers 201 with a fresh ``sid`` (as
-Twilio does) and records the wall-clock arrival time and ``Body`` of each request. The
+Twilio does) and records the wall-clock arrival time and ``Body`` of each request. As strict
+as Twilio where the bridge and the peer could differ: a request for another account or
+without the account's HTTP Basic credentials gets 401, one without To, From or Body 400,
+and neither is recorded (so it counts as lost). The
 benchmark reads the records through two control routes:
 
     GET  /_bench/count?prefix=P      -> {"n": N} (bodies starting with P)
@@ -21,11 +24,20 @@ import time
 import uvloop
 from aiohttp import web
 
+from bench.procs import TWILIO_BASIC, TWILIO_SID
+
 RECORDS = web.AppKey("records", list)
 
 
 async def messages(request: web.Request) -> web.Response:
+    if (request.match_info["sid"] != TWILIO_SID
+            or request.headers.get("Authorization") != TWILIO_BASIC):
+        return web.json_response({"code": 20003, "message": "Authenticate", "status": 401},
+                                 status=401)
     form = await request.post()
+    if not all(form.get(k) for k in ("To", "From", "Body")):
+        return web.json_response({"code": 21604, "message": "To, From and Body are required",
+                                  "status": 400}, status=400)
     request.app[RECORDS].append((time.time(), str(form.get("Body", ""))))
     sid = f"SM{next(_SIDS):032x}"
     return web.json_response({"sid": sid, "status": "queued"}, status=201)

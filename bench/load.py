@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from bench.procs import DID, REMOTE, TWILIO_SID, TWILIO_TOKEN
+from bench.procs import DID, REMOTE, TWILIO_BASIC, TWILIO_SID, TWILIO_TOKEN
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -112,7 +112,7 @@ async def closed_loop_posts(url: str, count: int, concurrency: int) -> float:
     """The raw HTTP ceiling: ``count`` Twilio-shaped form POSTs, ``concurrency`` at a time,
     as fast as the server answers. Returns requests per second (successful ones)."""
     body = urlencode({"To": REMOTE, "From": DID, "Body": "ceiling"}).encode()
-    headers = {"Content-Type": FORM}
+    headers = {"Content-Type": FORM, "Authorization": TWILIO_BASIC}
     connector = aiohttp.TCPConnector(limit=concurrency)
     ok = 0
     async with aiohttp.ClientSession(connector=connector) as session:

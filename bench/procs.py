@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 with ports picked free at run time.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -29,6 +30,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TWILIO_SID = "AC" + "b" * 32
 TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"  # a local stand-in, not a credential
+# HTTP Basic with the account SID and auth token, as twilio-python authenticates
+TWILIO_BASIC = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
 DID = "+15551230001"
 REMOTE = "+12025550123"  # a valid US number: routing refuses numbers of no country
 EXTENSION = "1001"  # receives the SMS -> phone texts
@@ -55,11 +58,38 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- /proc ------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads included."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+        return f.read().rsplit(")", 1)[1].split()  # from the state field on
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Kamailio's workers; a bridge's, if it forks)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants, all threads included."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = _stat(p)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -97,6 +127,7 @@ class CpuWindow:
     wall0: float = 0.0
     cpu0: float = 0.0
     percent: float = 0.0
+    seconds: float = 0.0  # CPU seconds used in the window
 
     def start(self) -> CpuWindow:
         self.wall0, self.cpu0 = time.monotonic(), cpu_seconds(self.pid)
@@ -104,7 +135,8 @@ class CpuWindow:
 
     def stop(self) -> float:
         wall = time.monotonic() - self.wall0
-        self.percent = 100 * (cpu_seconds(self.pid) - self.cpu0) / wall if wall > 0 else 0.0
+        self.seconds = cpu_seconds(self.pid) - self.cpu0
+        self.percent = 100 * self.seconds / wall if wall > 0 else 0.0
         return self.percent
 
 

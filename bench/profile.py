@@ -4,7 +4,11 @@ Starts the same peers as the benchmark, attaches ``py-spy record`` to the bridge
 one fixed-rate step each way, and prints the hottest functions by own time and by inclusive
 time, per thread. Raw collapsed stacks (flamegraph input) are kept in --out.
 
-Usage: python -m bench.profile [--rate 400] [--durability full] [--out /tmp/bench-profile]
+Profile at the saturation rate (the first step ``make bench`` did not sustain) to see where a
+cut pays: ``--out-rate`` for phone -> SMS, ``--in-rate`` for SMS -> phone (default ``--rate``).
+
+Usage: python -m bench.profile [--rate 400] [--out-rate R] [--in-rate R] [--durability full]
+       [--gil] [--out /tmp/bench-profile]
 """
 
 from __future__ import annotations
@@ -21,11 +25,17 @@ from pathlib import Path
 from bench import scenarios as sc
 from bench.procs import Bridge, Carrier, Uas
 
+# Frames every sample of a thread passes through: they say nothing about where to cut.
+SCAFFOLD = ("threading.py", "<frozen runpy>", "asyncio/runners.py", "bridge/__main__.py",
+            "bridge/cli.py")
+
 
 def summarize(raw: Path, top: int = 15) -> str:
-    """Own and inclusive sample counts per function from py-spy's raw (collapsed) output."""
+    """Own and inclusive sample counts per function, and own time per source file, from
+    py-spy's raw (collapsed) output."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
+    files: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -39,15 +49,24 @@ def summarize(raw: Path, top: int = 15) -> str:
         threads[thread] += n
         if frames:
             own[frames[-1]] += n
+            files[_file(frames[-1])] += n
         for frame in set(frames):
-            inclusive[frame] += n
+            if not any(s in frame for s in SCAFFOLD):
+                inclusive[frame] += n
     out = [f"{total} samples; by thread: " + ", ".join(
         f"{t} {n / total:.0%}" for t, n in threads.most_common(6))]
     out.append(f"top {top} by own time:")
     out += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
-    out.append(f"top {top} by inclusive time:")
+    out.append(f"top {top} by inclusive time (thread and start-up frames left out):")
     out += [f"  {n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
+    out.append(f"top {top} source files by own time:")
+    out += [f"  {n / total:6.1%}  {f}" for f, n in files.most_common(top)]
     return "\n".join(out)
+
+
+def _file(function: str) -> str:
+    """'name (path/file.py)' -> 'path/file.py'."""
+    return function.rpartition(" (")[2].rstrip(")") or function
 
 
 def _function(frame: str) -> str:
@@ -91,9 +110,11 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.to_thread(bridge.start)
         reports = [
             await profiled(bridge, out, "phone-to-sms", args.seconds + 2,
-                           sc.phone_to_sms_step(bridge, carrier, args.rate, "p"), args.gil),
+                           sc.phone_to_sms_step(bridge, carrier, args.out_rate or args.rate, "p"),
+                           args.gil),
             await profiled(bridge, out, "sms-to-phone", args.seconds + 2,
-                           sc.sms_to_phone_step(bridge, uas, args.rate, "p"), args.gil),
+                           sc.sms_to_phone_step(bridge, uas, args.in_rate or args.rate, "p"),
+                           args.gil),
         ]
     finally:
         await asyncio.to_thread(bridge.stop)
@@ -107,6 +128,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="profile the bridge under load with py-spy")
     parser.add_argument("--rate", type=int, default=400)
+    parser.add_argument("--out-rate", type=int, help="phone -> SMS rate (default --rate)")
+    parser.add_argument("--in-rate", type=int, help="SMS -> phone rate (default --rate)")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--gil", action="store_true",

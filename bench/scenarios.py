@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bench.load import closed_loop_posts, offer, percentile, signed_webhooks
 from bench.procs import (
@@ -34,6 +35,25 @@ BACKLOG = 100_000
 
 
 @dataclass
+class SipTarget(Protocol):
+    """What takes the phones' MESSAGEs: the bridge, or the do-it-yourself peer."""
+
+    @property
+    def sip_port(self) -> int: ...
+    @property
+    def pid(self) -> int: ...  # its CPU is this process's and its descendants'
+
+
+class WebTarget(Protocol):
+    """What takes the carrier's webhooks: the bridge, or the do-it-yourself peer."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+
+
+@dataclass
 class Step:
     """One offered rate, held for STEP_SECONDS."""
 
@@ -49,7 +69,8 @@ class Step:
     p99_ms: float = math.nan
     resp_p50_ms: float = math.nan  # webhook response time (SMS -> phone only)
     resp_p99_ms: float = math.nan
-    cpu: float = 0.0         # bridge CPU over the step and its drain, % of one core
+    cpu: float = 0.0         # target's CPU over the step and its drain, % of one core
+    cpu_seconds: float = 0.0  # ... in CPU seconds
     waited: float = 0.0      # seconds the webhook client waited with every connection busy
 
     @property
@@ -59,10 +80,15 @@ class Step:
                 and self.offered_actual >= SUSTAINED * self.offered)
 
     @property
+    def cpu_ms_per_text(self) -> float:
+        """CPU time the target spent per text delivered (ms): what sizes a machine."""
+        return 1000 * self.cpu_seconds / self.delivered if self.delivered else math.nan
+
+    @property
     def note(self) -> str:
         if self.offered_actual < SUSTAINED * self.offered:
             if self.waited > 0.1:
-                return (f"bridge answered too slowly: all {WEBHOOK_CONCURRENCY} connections "
+                return (f"answered too slowly: all {WEBHOOK_CONCURRENCY} connections "
                         f"busy for {self.waited:.1f} s")
             return "load generator could not offer the rate"
         if self.lost or self.refused:
@@ -102,16 +128,17 @@ def _finish(step: Step, matched: dict[int, tuple[float, float]], duplicates: int
     return step
 
 
-async def phone_to_sms_step(bridge: Bridge, carrier: Carrier, rate: int, label: str) -> Step:
+async def phone_to_sms_step(target: SipTarget, carrier: Carrier, rate: int, label: str
+                            ) -> Step:
     """sipp offers MESSAGEs at ``rate``; the carrier stamps each request's arrival."""
     tag = f"{label}o{rate}"
     step = Step(offered=rate, sent=int(rate * STEP_SECONDS))
-    cpu = CpuWindow(bridge.pid).start()
-    sipp = await asyncio.to_thread(run_sipp, f"127.0.0.1:{bridge.sip_port}", count=step.sent,
+    cpu = CpuWindow(target.pid).start()
+    sipp = await asyncio.to_thread(run_sipp, f"127.0.0.1:{target.sip_port}", count=step.sent,
                                    rate=rate, tag=tag)
     step.refused = sipp.failed + (step.sent - sipp.calls)
     await wait_for_count(lambda: carrier.count(f"bench {tag} "), step.sent - step.refused)
-    step.cpu = cpu.stop()
+    step.cpu, step.cpu_seconds = cpu.stop(), cpu.seconds
     matched: dict[int, tuple[float, float]] = {}
     duplicates = 0
     for arrival, body in await asyncio.to_thread(carrier.dump):
@@ -130,19 +157,19 @@ async def phone_to_sms_step(bridge: Bridge, carrier: Carrier, rate: int, label: 
     return _finish(step, matched, duplicates)
 
 
-async def sms_to_phone_step(bridge: Bridge, uas: Uas, rate: int, label: str) -> Step:
+async def sms_to_phone_step(target: WebTarget, uas: Uas, rate: int, label: str) -> Step:
     """Signed Twilio webhooks offered at ``rate``; the UAS stamps each MESSAGE's arrival."""
     tag = f"{label}i{rate}"
     step = Step(offered=rate, sent=int(rate * STEP_SECONDS))
-    url = f"{bridge.url}/webhooks/twilio"
+    url = f"{target.url}/webhooks/twilio"
     hooks = await asyncio.to_thread(signed_webhooks, url, tag, step.sent)
-    cpu = CpuWindow(bridge.pid).start()
+    cpu = CpuWindow(target.pid).start()
     offered = await offer(url, hooks, rate, WEBHOOK_CONCURRENCY)
     step.offered_actual, step.waited = offered.rate, offered.waited
     accepted = {s.seq: s for s in offered.sent if s.status == 200}
     step.refused = step.sent - len(accepted)
     await wait_for_count(lambda: uas.count(f"bench {tag} "), len(accepted))
-    step.cpu = cpu.stop()
+    step.cpu, step.cpu_seconds = cpu.stop(), cpu.seconds
     responses = [s.seconds * 1000 for s in accepted.values()]
     step.resp_p50_ms, step.resp_p99_ms = percentile(responses, 50), percentile(responses, 99)
     matched: dict[int, tuple[float, float]] = {}
@@ -196,7 +223,8 @@ async def stepped(run_step: Callable[[int], Awaitable[Step]], rates: tuple[int, 
         steps.append(step)
         print(f"    {rate:>5}/s: delivered {step.delivered}/{step.sent}, "
               f"throughput {step.throughput:,.0f}/s, p50 {step.p50_ms:.1f} ms, "
-              f"p99 {step.p99_ms:.1f} ms, CPU {step.cpu:.0f}% {step.note}", flush=True)
+              f"p99 {step.p99_ms:.1f} ms, CPU {step.cpu:.0f}% "
+              f"({step.cpu_ms_per_text:.2f} ms/text) {step.note}", flush=True)
         if not step.sustained:
             break
         await asyncio.sleep(1)  # let the WAL checkpoint and timers settle between steps
@@ -221,6 +249,22 @@ async def idle_cpu(bridge: Bridge, seconds: float = 10.0) -> float:
 class Ceilings:
     sip_per_s: float
     http_per_s: float
+    # CPU per request at those rates (ms), each side alone: what one text's two hops cost
+    # with nothing but pjsua2 and aiohttp in the way
+    sip_send_ms: float = math.nan    # pjsua2 UAC (sends the MESSAGE, takes the 200)
+    sip_recv_ms: float = math.nan    # pjsua2 UAS (takes the MESSAGE, answers 200)
+    http_client_ms: float = math.nan  # aiohttp client (this process)
+    http_server_ms: float = math.nan  # aiohttp server (the carrier stand-in)
+
+    @property
+    def phone_to_sms_ms(self) -> float:
+        """A MESSAGE received and a POST sent, at the raw cost of each."""
+        return self.sip_recv_ms + self.http_client_ms
+
+    @property
+    def sms_to_phone_ms(self) -> float:
+        """A POST received and a MESSAGE sent, at the raw cost of each."""
+        return self.http_server_ms + self.sip_send_ms
 
 
 async def ceilings(carrier: Carrier) -> Ceilings:
@@ -228,15 +272,26 @@ async def ceilings(carrier: Carrier) -> Ceilings:
     on the same machine, with the same peers the bridge is measured against."""
     sender, receiver = Uas(), Uas()
     try:
+        send_cpu, recv_cpu = CpuWindow(sender.proc.pid).start(), CpuWindow(receiver.proc.pid)
+        recv_cpu.start()
         result = await asyncio.to_thread(
             sender.blast, f"sip:{EXTENSION}@127.0.0.1:{receiver.port}", 40_000, 256)
+        send_cpu.stop()
+        recv_cpu.stop()
         sip = result["ok"] / result["seconds"] if result["seconds"] else 0.0
     finally:
         sender.close()
         receiver.close()
-    http = await closed_loop_posts(carrier.messages_url, 20_000, 64)
+    server_cpu = CpuWindow(carrier.proc.pid).start()
+    client_cpu = time.process_time()
+    posts = 20_000
+    http = await closed_loop_posts(carrier.messages_url, posts, 64)
+    client_cpu = time.process_time() - client_cpu
+    server_cpu.stop()
     await asyncio.to_thread(carrier.dump)  # forget the ceiling's requests
-    return Ceilings(sip, http)
+    ok = max(1, result["ok"])
+    return Ceilings(sip, http, 1000 * send_cpu.seconds / ok, 1000 * recv_cpu.seconds / ok,
+                    1000 * client_cpu / posts, 1000 * server_cpu.seconds / posts)
 
 
 @dataclass
