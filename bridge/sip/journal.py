@@ -159,8 +159,3 @@ class Journal:
         with self._lock:
             if self._current is not None:
                 self._close(self._current)
-
-    @property
-    def open_segments(self) -> int:
-        with self._lock:
-            return len(self._segments)

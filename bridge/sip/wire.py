@@ -43,13 +43,6 @@ class RawMessage:
         assert name == "via", "only Via is kept whole"
         return self.vias
 
-    @property
-    def transport(self) -> str:
-        """UDP, TCP or TLS, from the top Via (what the message arrived over)."""
-        via = self.header("via").upper()
-        proto = via.split(None, 1)[0] if via else ""
-        return proto.rsplit("/", 1)[-1] if proto.startswith("SIP/2.0/") else ""
-
 
 def split_message(raw: bytes) -> RawMessage:
     """Start line, headers (unfolded) and body of a raw SIP message."""
