@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -66,6 +70,17 @@ class Browser:
 
     def text(self, css: str = "main") -> str:
         return self.find(css).text
+
+    def submitted(self, form: WebElement, timeout: float = WAIT) -> None:
+        """Wait until the page that held ``form`` has been replaced by the answer to it."""
+        def gone() -> bool:
+            try:
+                form.is_enabled()  # raises once the element's page is gone
+            except WebDriverException:  # stale, or "does not belong to the document"
+                return True
+            return False
+
+        self.until(gone, "the form's answer", timeout)
 
     def until(self, check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
         def attempt(_: object) -> Any:

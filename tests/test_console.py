@@ -196,6 +196,7 @@ class Site:
         b = self.browser
         b.driver.delete_all_cookies()
         b.get(self.root + "/login")
+        form = b.find("form.login")
         if keyboard:  # the form is usable without a mouse: autofocus, Tab, Enter
             active = b.driver.switch_to.active_element
             assert active.get_attribute("id") == "name"
@@ -206,6 +207,7 @@ class Site:
             b.find("#name").send_keys(name)
             b.find("#password").send_keys(password or PASSWORDS[name])
             b.find("form.login button").click()
+        b.submitted(form)  # read the answer, not the page the form was on
         b.keep()
 
     def signed_in_as(self, name: str) -> None:
