@@ -30,6 +30,7 @@ from bridge.model import (
     InboundEvent,
     InboundMessage,
     Kind,
+    MediaRef,
     OutboundSms,
     SendFailed,
     Sent,
@@ -44,7 +45,7 @@ from bridge.pacing import Pacer
 from bridge.providers.base import MMS_UNSUPPORTED_CODES, Provider
 from bridge.routing import OutboundRoute, Refusal, Router
 from bridge.settings import Settings
-from bridge.store import NewMessage, Store, StoredMessage
+from bridge.store import NewMessage, Store, StoredMessage, Transaction
 from bridge.textparts import split_marked, utf8_len
 
 log = logging.getLogger("bridge.core")
@@ -215,24 +216,51 @@ class Bridge:
     ) -> tuple[int, str | None]:
         """The one path every phone->SMS text takes (SIP MESSAGE or admin API): permission
         and routing, then stored as queued, or as rejected with the reason. Returns the
-        message id (0 for a SIP journal replay of a text already stored) and the refusal."""
-        route = None
+        message id (0 for a SIP journal replay of a text already stored) and the refusal.
+
+        The checks that read the store and the insert are one store transaction (one round
+        trip per text); a text with media has its files saved between the two, and only
+        once it may go out."""
         remote = _remote_guess(dialled, self.router.accounts[account].default_region)
-        if refusal is None:
-            sticky = await self.store.last_did_for(account, extension, remote)
-            decision = self.router.outbound(account, extension, dialled, sticky)
-            if isinstance(decision, Refusal):
-                refusal = decision.reason
-            else:
-                refusal = await self._guard(decision)
-                route = None if refusal else decision
         now = time.time()
-        if route is None:
-            (message_id,) = await self.store.insert([NewMessage(
+
+        def rejected(reason: str | None) -> NewMessage:
+            return NewMessage(
                 direction=Direction.OUT, account=account, extension=extension, remote=remote,
-                body=text, expires_at=now, state=State.REJECTED, last_error=refusal,
-                event_detail=f"refused: {refusal} ({origin})", intake_key=intake_key,
-            )]) or (0,)
+                body=text, expires_at=now, state=State.REJECTED, last_error=reason,
+                event_detail=f"refused: {reason} ({origin})", intake_key=intake_key)
+
+        def queued(route: OutboundRoute, media: tuple[MediaRef, ...] = ()) -> NewMessage:
+            return NewMessage(
+                direction=Direction.OUT, account=account, extension=extension,
+                remote=route.to, did=route.did, provider=route.provider, body=text,
+                expires_at=now + self.expiry, sender_id=route.sender_id, event_detail=origin,
+                media=media, intake_key=intake_key, imdn=imdn)
+
+        def decide(tx: Transaction) -> tuple[OutboundRoute | None, str | None]:
+            if refusal is not None:
+                return None, refusal
+            decision = self.router.outbound(account, extension, dialled,
+                                            tx.last_did_for(account, extension, remote))
+            if isinstance(decision, Refusal):
+                return None, decision.reason
+            reason = self._guard(tx, decision)
+            return (None, reason) if reason else (decision, None)
+
+        def decide_and_store(tx: Transaction) -> tuple[OutboundRoute | None, str | None,
+                                                       list[int] | None]:
+            route, reason = decide(tx)
+            return route, reason, tx.insert([queued(route) if route else rejected(reason)])
+
+        if content is not None and (content.media or content.attachments):
+            route, refusal = await self.store.atomically(decide)
+            media = await mms.keep_phone_media(self.media, content) if route else ()
+            ids = await self.store.insert([queued(route, media) if route
+                                           else rejected(refusal)])
+        else:
+            route, refusal, ids = await self.store.atomically(decide_and_store)
+        message_id = ids[0] if ids else 0
+        if route is None:
             if not message_id:
                 return 0, refusal  # a replayed MESSAGE, refused (and told) the first time
             self.metrics.outcome(Direction.OUT, None, State.REJECTED, "refused")
@@ -242,14 +270,6 @@ class Bridge:
                 await self._notice(account, extension, remote,
                                    f"SMS to {dialled} not sent: {refusal}")
             return message_id, refusal or "refused"
-        # the phone's files are saved only once the text may go out
-        media = await mms.keep_phone_media(self.media, content) if content else ()
-        (message_id,) = await self.store.insert([NewMessage(
-            direction=Direction.OUT, account=account, extension=extension, remote=route.to,
-            did=route.did, provider=route.provider, body=text, expires_at=now + self.expiry,
-            sender_id=route.sender_id, event_detail=origin, media=media,
-            intake_key=intake_key, imdn=imdn,
-        )]) or (0,)
         if not message_id:
             return 0, None  # a replayed MESSAGE, stored the first time
         log.info("message %d queued: %s/%s -> %s via %s from %s", message_id, account,
@@ -258,15 +278,15 @@ class Bridge:
         self.notify.outbound()
         return message_id, None
 
-    async def _guard(self, route: OutboundRoute) -> str | None:
+    def _guard(self, tx: Transaction, route: OutboundRoute) -> str | None:
         """Checks that need the store: opt-outs and the extension's rate caps (toll fraud)."""
-        if await self.store.is_opted_out(route.did, route.to):
+        if tx.is_opted_out(route.did, route.to):
             return f"{route.to} has opted out of texts from {route.did} (they sent STOP)"
         ext = self.router.extensions[(route.account, route.extension)]
         now = time.time()
         for limit, window, what in ((ext.max_per_minute, 60, "minute"),
                                     (ext.max_per_day, 86400, "day")):
-            if limit is not None and await self.store.count_sent_by(
+            if limit is not None and tx.count_sent_by(
                     route.account, route.extension, now - window) >= limit:
                 return f"extension {route.extension} has reached its limit of {limit} per {what}"
         return None

@@ -323,38 +323,13 @@ class Store(ConsoleReads):
         """Store messages in one transaction (a text and its fan-out copies). The first is
         the original; the rest are marked as its copies. Returns their ids, or None if the
         original's (provider, carrier_id) or intake_key is already stored: a replay."""
-        now = time.time()
+        return await self._run(lambda db: Transaction(self, db).insert(messages))
 
-        def _insert(db: Any) -> list[int] | None:
-            ids: list[int] = []
-            for i, m in enumerate(messages):
-                row = db.execute(
-                    """INSERT INTO messages (direction, kind, state, account, extension,
-                       remote, did, provider, carrier_id, copy_of, sender_id, body, media,
-                       next_attempt_at, expires_at, created_at, updated_at, last_error,
-                       intake_key, imdn)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                       ON CONFLICT DO NOTHING RETURNING id""",
-                    (str(m.direction), str(m.kind), str(m.state), m.account, m.extension,
-                     m.remote, m.did, m.provider, m.carrier_id, ids[0] if i else None,
-                     m.sender_id, m.body, media_json(m.media),
-                     now if m.state == State.QUEUED else None, m.expires_at, now, now,
-                     m.last_error, None if i else m.intake_key, imdn_json(m.imdn)),
-                ).fetchone()
-                if row is None:
-                    if i == 0:
-                        return None
-                    raise Conflict(f"copy {i} of a text collides with a stored message")
-                ids.append(int(row["id"]))
-                db.execute(
-                    "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
-                    (row["id"], now, str(m.state), m.event_detail or (m.last_error or "")),
-                )
-            for direction in {m.direction for m in messages if m.state == State.QUEUED}:
-                self.backend.notify(db, str(direction))
-            return ids
-
-        return await self._run(_insert)
+    async def atomically(self, fn: Callable[[Transaction], T]) -> T:
+        """Run ``fn`` with a ``Transaction``: its reads and writes are one transaction, and
+        one round trip to the store thread (a text's checks and its insert, say). ``fn`` runs
+        on the store thread: plain code, no awaiting."""
+        return await self._run(lambda db: fn(Transaction(self, db)))
 
     async def claim_due(self, direction: Direction, limit: int) -> list[StoredMessage]:
         """Queued messages whose time has come, moved to SENDING for this instance to work
@@ -649,39 +624,16 @@ class Store(ConsoleReads):
 
     async def last_did_for(self, account: str, extension: str, remote: str) -> str | None:
         """The DID on which ``remote`` last texted ``extension`` (for reply stickiness)."""
-
-        def _last(db: Any) -> str | None:
-            row = db.execute(
-                "SELECT did FROM messages WHERE direction = 'in' AND kind = 'text' "
-                "AND account = ? AND extension = ? AND remote = ? ORDER BY id DESC LIMIT 1",
-                (account, extension, remote),
-            ).fetchone()
-            return row["did"] if row else None
-
-        return await self._run(_last)
+        return await self._run(lambda db: Transaction(self, db).last_did_for(
+            account, extension, remote))
 
     async def is_opted_out(self, did: str, remote: str) -> bool:
-        def _get(db: Any) -> bool:
-            row = db.execute(
-                "SELECT opted_out FROM opt_outs WHERE did = ? AND remote = ?", (did, remote)
-            ).fetchone()
-            return bool(row and row["opted_out"])
-
-        return await self._run(_get)
+        return await self._run(lambda db: Transaction(self, db).is_opted_out(did, remote))
 
     async def count_sent_by(self, account: str, extension: str, since: float) -> int:
         """Texts an extension sent (or tried to) since ``since``: for its rate caps."""
-
-        def _count(db: Any) -> int:
-            row = db.execute(
-                "SELECT COUNT(*) AS n FROM messages WHERE account = ? AND extension = ? "
-                "AND direction = 'out' AND kind = 'text' AND state != 'rejected' "
-                "AND created_at >= ?",
-                (account, extension, since),
-            ).fetchone()
-            return int(row["n"])
-
-        return await self._run(_count)
+        return await self._run(lambda db: Transaction(self, db).count_sent_by(
+            account, extension, since))
 
     async def queue_stats(self) -> dict[str, tuple[int, float | None]]:
         """Per direction: how many messages wait for an attempt or are in one, and when the
@@ -792,3 +744,69 @@ def store_for(settings: Settings) -> Store:
     return Store(database_target(settings), durability=settings.bridge.durability,
                  instance=settings.bridge.instance,
                  lease_seconds=settings.bridge.claim_lease_seconds)
+
+
+class Transaction:
+    """The store's reads and writes inside one transaction on the store thread (see
+    ``Store.atomically``): what the core needs to decide on a text and store it in one
+    round trip."""
+
+    def __init__(self, store: Store, db: Any) -> None:
+        self._store = store
+        self._db = db
+
+    def last_did_for(self, account: str, extension: str, remote: str) -> str | None:
+        """The DID on which ``remote`` last texted ``extension`` (for reply stickiness)."""
+        row = self._db.execute(
+            "SELECT did FROM messages WHERE direction = 'in' AND kind = 'text' "
+            "AND account = ? AND extension = ? AND remote = ? ORDER BY id DESC LIMIT 1",
+            (account, extension, remote),
+        ).fetchone()
+        return row["did"] if row else None
+
+    def is_opted_out(self, did: str, remote: str) -> bool:
+        row = self._db.execute(
+            "SELECT opted_out FROM opt_outs WHERE did = ? AND remote = ?", (did, remote)
+        ).fetchone()
+        return bool(row and row["opted_out"])
+
+    def count_sent_by(self, account: str, extension: str, since: float) -> int:
+        """Texts an extension sent (or tried to) since ``since``: for its rate caps."""
+        row = self._db.execute(
+            "SELECT COUNT(*) AS n FROM messages WHERE account = ? AND extension = ? "
+            "AND direction = 'out' AND kind = 'text' AND state != 'rejected' "
+            "AND created_at >= ?",
+            (account, extension, since),
+        ).fetchone()
+        return int(row["n"])
+
+    def insert(self, messages: Sequence[NewMessage]) -> list[int] | None:
+        """See ``Store.insert``."""
+        db, now = self._db, time.time()
+        ids: list[int] = []
+        for i, m in enumerate(messages):
+            row = db.execute(
+                """INSERT INTO messages (direction, kind, state, account, extension,
+                   remote, did, provider, carrier_id, copy_of, sender_id, body, media,
+                   next_attempt_at, expires_at, created_at, updated_at, last_error,
+                   intake_key, imdn)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT DO NOTHING RETURNING id""",
+                (str(m.direction), str(m.kind), str(m.state), m.account, m.extension,
+                 m.remote, m.did, m.provider, m.carrier_id, ids[0] if i else None,
+                 m.sender_id, m.body, media_json(m.media),
+                 now if m.state == State.QUEUED else None, m.expires_at, now, now,
+                 m.last_error, None if i else m.intake_key, imdn_json(m.imdn)),
+            ).fetchone()
+            if row is None:
+                if i == 0:
+                    return None
+                raise Conflict(f"copy {i} of a text collides with a stored message")
+            ids.append(int(row["id"]))
+            db.execute(
+                "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
+                (row["id"], now, str(m.state), m.event_detail or (m.last_error or "")),
+            )
+        for direction in {m.direction for m in messages if m.state == State.QUEUED}:
+            self._store.backend.notify(db, str(direction))
+        return ids
