@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 class ConsoleReads:
-    async def _run(self, fn: Callable[[Any], T]) -> T:  # provided by Store
+    async def _read(self, fn: Callable[[Any], T]) -> T:  # provided by Store
         raise NotImplementedError
 
     async def queue_stats(self) -> dict[str, tuple[int, float | None]]:  # provided by Store
@@ -49,7 +49,7 @@ class ConsoleReads:
         def _search(db: Any) -> list[StoredMessage]:
             return [StoredMessage.from_row(r) for r in db.execute(sql, (*args, limit))]
 
-        return await self._run(_search)
+        return await self._read(_search)
 
     async def hourly_counts(self, since: float, *, hours: int = 24,
                             accounts: Sequence[str] | None = None) -> dict[str, list[int]]:
@@ -70,7 +70,7 @@ class ConsoleReads:
                     out[row["direction"]][hour] += 1
             return out
 
-        return await self._run(_counts)
+        return await self._read(_counts)
 
     async def failure_counts(self, since: float, *, accounts: Sequence[str] | None = None,
                              limit: int = 20) -> list[tuple[str, str, str, str, int]]:
@@ -87,7 +87,7 @@ class ConsoleReads:
             return [(r["direction"], r["state"], r["provider"], r["reason"], int(r["n"]))
                     for r in db.execute(sql, (since, *args, limit))]
 
-        return await self._run(_failures)
+        return await self._read(_failures)
 
     async def queue_stats_for(self, accounts: Sequence[str] | None
                               ) -> dict[str, tuple[int, float | None]]:
@@ -101,7 +101,7 @@ class ConsoleReads:
         def _stats(db: Any) -> dict[str, tuple[int, float | None]]:
             return {r["direction"]: (int(r["n"]), r["oldest"]) for r in db.execute(sql, args)}
 
-        return await self._run(_stats)
+        return await self._read(_stats)
 
     async def conversation(self, did: str, remote: str, *,
                            accounts: Sequence[str] | None = None,
@@ -117,13 +117,13 @@ class ConsoleReads:
             rows = db.execute(sql, (did, remote, *args, limit)).fetchall()
             return [StoredMessage.from_row(r) for r in reversed(rows)]
 
-        return await self._run(_thread)
+        return await self._read(_thread)
 
     async def message_with_history(self, message_id: int
                                    ) -> tuple[StoredMessage, list[HistoryEvent]] | None:
         """One message and every state change it went through, read together."""
 
-        def _read(db: Any) -> tuple[StoredMessage, list[HistoryEvent]] | None:
+        def _message(db: Any) -> tuple[StoredMessage, list[HistoryEvent]] | None:
             row = db.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return None
@@ -132,7 +132,7 @@ class ConsoleReads:
             return (StoredMessage.from_row(row),
                     [HistoryEvent(e["at"], e["state"], e["detail"]) for e in events])
 
-        return await self._run(_read)
+        return await self._read(_message)
 
 
 def _scope_clause(accounts: Sequence[str] | None) -> tuple[list[str], list[Any]]:

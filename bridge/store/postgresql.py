@@ -203,6 +203,7 @@ class PostgresBackend:
     row_lock = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     begin = "BEGIN"
+    on_loop = False  # a network round trip: the store thread waits on it, not the loop
 
     def __init__(self, url: str, instance: str) -> None:
         self.url = url
@@ -220,6 +221,9 @@ class PostgresBackend:
                                    row_factory=dict_row)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.describe()}: {safe_error(exc)}") from None
+
+    def connect_reader(self) -> PgConnection:
+        raise NotImplementedError("PostgreSQL reads run on the store thread")
 
     def connect(self) -> PgConnection:
         conn = PgConnection(self.open_connection("store"))

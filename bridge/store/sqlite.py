@@ -148,6 +148,11 @@ class SqliteConnection:
         return self.db.in_transaction
 
     @property
+    def total_changes(self) -> int:
+        """Rows changed since the connection opened: tells a transaction that wrote."""
+        return self.db.total_changes
+
+    @property
     def broken(self) -> bool:
         return False
 
@@ -164,6 +169,7 @@ class SqliteBackend:
     # take the write lock at the start: a transaction that reads, then writes, never meets
     # another connection's writer halfway (a CLI reading, a second process on the file)
     begin = "BEGIN IMMEDIATE"
+    on_loop = True  # a library call: on the event loop beats a thread (see bridge.store.store)
 
     def __init__(self, path: Path, durability: str = "full") -> None:
         self.path = path
@@ -185,6 +191,14 @@ class SqliteBackend:
         except BaseException:
             db.close()
             raise
+        return SqliteConnection(db)
+
+    def connect_reader(self) -> SqliteConnection:
+        """A read-only connection to the file the writer opened (and migrated)."""
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA query_only=ON")
+        db.execute("PRAGMA busy_timeout=5000")
         return SqliteConnection(db)
 
     def lock_key(self, db: SqliteConnection, key: str) -> None:
