@@ -37,7 +37,7 @@ class Intake:
         self.user_agent = user_agent
         self._tag = secrets.token_hex(4)
 
-    async def answer(self, raw: bytes, message: wire.RawMessage, source: str,
+    async def answer(self, message: wire.RawMessage, source: str,
                      transport: str) -> bytes | None:
         """The response to one request (None for a response or an ACK: nothing to say)."""
         if message.start_line.startswith("SIP/2.0 "):
@@ -53,7 +53,7 @@ class Intake:
         if method != "MESSAGE":
             return self.response(message, 405, "Method Not Allowed")
         try:
-            text = wire.decode(raw, account=self.account_for(message), source=source,
+            text = wire.decode(message, account=self.account_for(message), source=source,
                                max_body_bytes=self.max_body_bytes)
         except Exception:  # a defect must not cost the sender their text without a word
             log.exception("SIP/%s MESSAGE from %s could not be decoded", transport, source)

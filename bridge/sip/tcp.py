@@ -134,6 +134,6 @@ class SipTcpListener:
 
     async def _handle(self, raw: bytes, source: str, writer: asyncio.StreamWriter) -> None:
         transport = "TLS" if writer.get_extra_info("sslcontext") else "TCP"
-        answer = await self.intake.answer(raw, wire.split_message(raw), source, transport)
+        answer = await self.intake.answer(wire.split_message(raw), source, transport)
         if answer is not None and not writer.is_closing():
             writer.write(answer)

@@ -75,13 +75,13 @@ class SipUdpListener:
         if key in self._in_flight or len(self._in_flight) >= MAX_IN_FLIGHT:
             return  # being stored (the answer follows), or overloaded (the sender retries)
         self._in_flight[key] = asyncio.get_running_loop().create_task(
-            self._handle(data, message, addr, key))
+            self._handle(message, addr, key))
 
-    async def _handle(self, data: bytes, message: wire.RawMessage, addr: tuple[str, int],
+    async def _handle(self, message: wire.RawMessage, addr: tuple[str, int],
                       key: tuple[str, str, str]) -> None:
         try:
             source = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-            answer = await self.intake.answer(data, message, source, "UDP")
+            answer = await self.intake.answer(message, source, "UDP")
             if answer is None:
                 return
             answer = _with_received(answer, message, addr)

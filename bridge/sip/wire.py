@@ -101,10 +101,11 @@ def body_of(message: RawMessage) -> tuple[bytes, str | None]:
     return body[:length], None  # RFC 3261 §18.3: bytes past Content-Length are not the body
 
 
-def decode(raw: bytes, *, account: str, source: str, max_body_bytes: int,
+def decode(raw: bytes | RawMessage, *, account: str, source: str, max_body_bytes: int,
            intake_key: str | None = None) -> SipText | None:
-    """The checked text of a received MESSAGE, or None for a notification (consume it)."""
-    message = split_message(raw)
+    """The checked text of a received MESSAGE (its bytes, or as ``split_message`` read
+    them), or None for a notification (consume it)."""
+    message = raw if isinstance(raw, RawMessage) else split_message(raw)
     from_hdr, to_hdr = message.header("from"), message.header("to")
     common = {
         "account": account,
