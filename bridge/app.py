@@ -33,7 +33,7 @@ from bridge.sip.journal import Journal
 from bridge.sip.status import MAX_PART_BYTES
 from bridge.sip.tcp import SipTcpListener
 from bridge.sip.udp import SipUdpListener
-from bridge.store import store_for
+from bridge.store import StoredMessage, store_for
 from bridge.store.leases import registration_leases
 from bridge.uris import user_of
 from bridge.web.admin import AdminApi
@@ -121,7 +121,9 @@ class Application:
         self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
                                 settings.media, settings.bridge.public_url)
         self.bridge = Bridge(settings, self.router, self.store, self.providers, self.sip.send,
-                             Notifier(self._wake_outbound, self._wake_inbound), self.metrics,
+                             Notifier(self._wake_outbound, self._wake_inbound,
+                                      self._reserve_outbound, self._take_outbound,
+                                      self._reserve_inbound, self._take_inbound), self.metrics,
                              media=self.media, imdn_formatter=imdn.render,
                              sip_part_bytes=MAX_PART_BYTES)
         self.outbound = Dispatcher(Direction.OUT, self.store, self.bridge.send_sms,
@@ -158,6 +160,19 @@ class Application:
 
     def _wake_inbound(self) -> None:
         self.inbound.wake()
+
+    # the dispatchers are made after the core they call: reached through these
+    def _reserve_outbound(self) -> bool:
+        return self.outbound.reserve()
+
+    def _take_outbound(self, message: StoredMessage | None) -> None:
+        self.outbound.take(message)
+
+    def _reserve_inbound(self) -> bool:
+        return self.inbound.reserve()
+
+    def _take_inbound(self, message: StoredMessage | None) -> None:
+        self.inbound.take(message)
 
     def _on_sip_message(self, text: SipText) -> None:
         task = asyncio.create_task(self.bridge.on_sip_text(text))

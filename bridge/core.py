@@ -74,12 +74,26 @@ NOTICES_PER_MINUTE = 12
 STORE_TROUBLE = "the bridge cannot store texts right now; send it again in a few minutes"
 
 
+def _no_slot() -> bool:
+    return False
+
+
+def _nothing(message: StoredMessage | None) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Notifier:
-    """Called after something was stored, so the right dispatcher looks at once."""
+    """Called after something was stored, so the right dispatcher looks at once. A
+    dispatcher with a free slot and no backlog takes a new text as it is stored instead
+    (``Dispatcher.reserve`` / ``take``): stored already claimed, attempted at once."""
 
     outbound: Callable[[], None]
     inbound: Callable[[], None]
+    reserve_outbound: Callable[[], bool] = _no_slot
+    take_outbound: Callable[[StoredMessage | None], None] = _nothing
+    reserve_inbound: Callable[[], bool] = _no_slot
+    take_inbound: Callable[[StoredMessage | None], None] = _nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,17 +262,29 @@ class Bridge:
             return (None, reason) if reason else (decision, None)
 
         def decide_and_store(tx: Transaction) -> tuple[OutboundRoute | None, str | None,
-                                                       list[int] | None]:
+                                                       list[int] | None, StoredMessage | None]:
             route, reason = decide(tx)
-            return route, reason, tx.insert([queued(route) if route else rejected(reason)])
+            if route is None:
+                return route, reason, tx.insert([rejected(reason)]), None
+            return route, reason, tx.insert([queued(route)], claim=slot), tx.claimed
 
-        if content is not None and (content.media or content.attachments):
-            route, refusal = await self.store.atomically(decide)
-            media = await mms.keep_phone_media(self.media, content) if route else ()
-            ids = await self.store.insert([queued(route, media) if route
-                                           else rejected(refusal)])
-        else:
-            route, refusal, ids = await self.store.atomically(decide_and_store)
+        claimed: StoredMessage | None = None
+        slot = self.notify.reserve_outbound()
+        try:
+            if content is not None and (content.media or content.attachments):
+                route, refusal = await self.store.atomically(decide)
+                media = await mms.keep_phone_media(self.media, content) if route else ()
+                if route is None:
+                    ids = await self.store.insert([rejected(refusal)])
+                elif slot:
+                    ids, claimed = await self.store.insert_claimed([queued(route, media)])
+                else:
+                    ids = await self.store.insert([queued(route, media)])
+            else:
+                route, refusal, ids, claimed = await self.store.atomically(decide_and_store)
+        finally:
+            if slot:
+                self.notify.take_outbound(claimed)
         message_id = ids[0] if ids else 0
         if route is None:
             if not message_id:
@@ -275,7 +301,8 @@ class Bridge:
         log.info("message %d queued: %s/%s -> %s via %s from %s", message_id, account,
                  extension, route.to, route.provider, route.did,
                  extra={"message_id": message_id})
-        self.notify.outbound()
+        if claimed is None:
+            self.notify.outbound()
         return message_id, None
 
     def _guard(self, tx: Transaction, route: OutboundRoute) -> str | None:
@@ -382,13 +409,21 @@ class Bridge:
             )
             for i, ext in enumerate(route.extensions)
         ]
-        ids = await self.store.insert(copies)
+        claimed: StoredMessage | None = None
+        if self.notify.reserve_inbound():
+            try:
+                ids, claimed = await self.store.insert_claimed(copies)
+            finally:
+                self.notify.take_inbound(claimed)
+        else:
+            ids = await self.store.insert(copies)
         if ids is None:
             log.info("inbound %s %s is a repeat; already stored", provider.name, carrier_id)
             return
         log.info("inbound %s %s stored as %s for %s", provider.name, carrier_id,
                  ",".join(map(str, ids)), ",".join(route.extensions))
-        self.notify.inbound()
+        if claimed is None or len(ids) > 1:  # the copies for other extensions wait queued
+            self.notify.inbound()
         keyword = keyword_of(text)
         if keyword is not None and keyword[0] is not Keyword.HELP:
             opted_out = keyword[0] is Keyword.OPT_OUT

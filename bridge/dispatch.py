@@ -107,12 +107,34 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._reserved = 0  # slots promised to messages being stored now (``reserve``)
+        self._backlog = True  # more may be due than the last claim took: claims go first
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """New work was stored: look now rather than at the next scheduled time."""
         self._wake.set()
+
+    def reserve(self) -> bool:
+        """Promise a slot to a message about to be stored, so that it is stored already
+        claimed and attempted at once (no claim round trip, no wait for the next cycle).
+        Only while nothing else is due: a backlog is claimed first, in its order. A True
+        must be followed by exactly one ``take``."""
+        if (self._stopping or self._backlog
+                or len(self._in_flight) + self._reserved >= self.concurrency):
+            return False
+        self._reserved += 1
+        return True
+
+    def take(self, message: StoredMessage | None) -> None:
+        """The reserved slot's message, stored and claimed; None if it was not (refused, a
+        replay, or the store failed). After shutdown began the message is left claimed:
+        the next start's recovery queues it again."""
+        self._reserved -= 1
+        if message is not None and not self._stopping:
+            self._begin(message)
+        else:
+            self._wake.set()  # the slot is free again
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"dispatch-{self.direction}")
@@ -152,14 +174,12 @@ class Dispatcher:
 
     async def _cycle(self) -> None:
         self._wake.clear()
-        free = self.concurrency - len(self._in_flight)
+        free = self.concurrency - len(self._in_flight) - self._reserved
         claimed = await self.store.claim_due(self.direction, free) if free > 0 else []
         for message in claimed:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._work(message))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
-        if len(claimed) == free and free > 0:
+            self._begin(message)
+        self._backlog = free <= 0 or len(claimed) == free
+        if self._backlog and free > 0:
             return  # there may be more due right now
         timeout = 1.0 if free <= 0 else await self._sleep_for()
         with contextlib.suppress(TimeoutError):
@@ -170,6 +190,11 @@ class Dispatcher:
         if due is None:
             return 30.0
         return min(30.0, max(0.0, due - time.time()))
+
+    def _begin(self, message: StoredMessage) -> None:
+        task = asyncio.create_task(self._work(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _work(self, message: StoredMessage) -> None:
         try:
@@ -186,7 +211,6 @@ class Dispatcher:
                 outcome = Retry(f"internal error: {type(exc).__name__}")
             await self._record_until_stored(message, outcome)
         finally:
-            self._slots.release()
             self._wake.set()
 
     async def _record_until_stored(self, message: StoredMessage, outcome: Outcome) -> None:

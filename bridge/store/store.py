@@ -457,6 +457,16 @@ class Store(ConsoleReads):
         original's (provider, carrier_id) or intake_key is already stored: a replay."""
         return await self._run(lambda db: Transaction(self, db).insert(messages))
 
+    async def insert_claimed(self, messages: Sequence[NewMessage]
+                             ) -> tuple[list[int] | None, StoredMessage | None]:
+        """``insert``, with the first message claimed for an attempt now (see
+        ``Transaction.insert``): its ids, and the claimed message (None if not claimed)."""
+        def _insert(db: Any) -> tuple[list[int] | None, StoredMessage | None]:
+            tx = Transaction(self, db)
+            return tx.insert(messages, claim=True), tx.claimed
+
+        return await self._run(_insert)
+
     async def atomically(self, fn: Callable[[Transaction], T]) -> T:
         """Run ``fn`` with a ``Transaction``: its reads and writes are one transaction, and
         one round trip to the store thread (a text's checks and its insert, say). ``fn`` runs
@@ -886,6 +896,7 @@ class Transaction:
     def __init__(self, store: Store, db: Any) -> None:
         self._store = store
         self._db = db
+        self.claimed: StoredMessage | None = None  # what ``insert(claim=True)`` claimed
 
     def last_did_for(self, account: str, extension: str, remote: str) -> str | None:
         """The DID on which ``remote`` last texted ``extension`` (for reply stickiness)."""
@@ -912,23 +923,32 @@ class Transaction:
         ).fetchone()
         return int(row["n"])
 
-    def insert(self, messages: Sequence[NewMessage]) -> list[int] | None:
-        """See ``Store.insert``."""
+    def insert(self, messages: Sequence[NewMessage], *, claim: bool = False
+               ) -> list[int] | None:
+        """See ``Store.insert``. ``claim``: the first message, if queued (and its account's
+        texts are ours to send), is stored already claimed by this instance, as
+        ``claim_due`` would claim it, and left in ``self.claimed`` for an attempt now."""
         db, now = self._db, time.time()
         ids: list[int] = []
         for i, m in enumerate(messages):
+            claimed = (claim and i == 0 and m.state == State.QUEUED
+                       and not (m.direction == Direction.IN
+                                and m.account in self._store._not_ours))
             row = db.execute(
                 """INSERT INTO messages (direction, kind, state, account, extension,
                    remote, did, provider, carrier_id, copy_of, sender_id, body, media,
                    next_attempt_at, expires_at, created_at, updated_at, last_error,
-                   intake_key, imdn)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   intake_key, imdn, attempts, claimed_by, lease_until)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT DO NOTHING RETURNING id""",
-                (str(m.direction), str(m.kind), str(m.state), m.account, m.extension,
+                (str(m.direction), str(m.kind),
+                 str(State.SENDING) if claimed else str(m.state), m.account, m.extension,
                  m.remote, m.did, m.provider, m.carrier_id, ids[0] if i else None,
                  m.sender_id, m.body, media_json(m.media),
                  now if m.state == State.QUEUED else None, m.expires_at, now, now,
-                 m.last_error, None if i else m.intake_key, imdn_json(m.imdn)),
+                 m.last_error, None if i else m.intake_key, imdn_json(m.imdn),
+                 1 if claimed else 0, self._store.instance if claimed else None,
+                 now + self._store.lease_seconds if claimed else None),
             ).fetchone()
             if row is None:
                 if i == 0:
@@ -939,6 +959,10 @@ class Transaction:
                 "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
                 (row["id"], now, str(m.state), m.event_detail or (m.last_error or "")),
             )
-        for direction in {m.direction for m in messages if m.state == State.QUEUED}:
+        if claim and ids:
+            row = db.execute("SELECT * FROM messages WHERE id = ?", (ids[0],)).fetchone()
+            self.claimed = StoredMessage.from_row(row) if row["state"] == "sending" else None
+        left_queued = messages[1:] if self.claimed else messages
+        for direction in {m.direction for m in left_queued if m.state == State.QUEUED}:
             self._store.backend.notify(db, str(direction))
         return ids
