@@ -34,7 +34,6 @@ from bridge.sip.status import MAX_PART_BYTES
 from bridge.sip.tcp import SipTcpListener
 from bridge.sip.udp import SipUdpListener
 from bridge.store import StoredMessage, store_for
-from bridge.store.leases import registration_leases
 from bridge.uris import user_of
 from bridge.web.admin import AdminApi
 from bridge.web.console import Console
@@ -115,7 +114,12 @@ class Application:
         self.metrics = Metrics()
         self.metrics.observe_state(self.store.queue_stats, self._registered)
         # several instances on PostgreSQL: one registers each account (advisory lock)
-        self.leases = registration_leases(settings, self.store, self.sip, self._wake_inbound)
+        self.leases = None
+        if self.store.shared:
+            from bridge.store.leases import registration_leases  # noqa: PLC0415 (libpq only if used)
+
+            self.leases = registration_leases(settings, self.store, self.sip,
+                                              self._wake_inbound)
         if self.leases is not None:
             self.metrics.observe_holders(lambda: self.leases.holders if self.leases else {})
         self.media = MediaStore(self.store, settings.bridge.state_dir / MEDIA_DIR,
