@@ -150,16 +150,37 @@ def setup_logging(settings: Settings) -> None:
     under_journald = bool(os.environ.get("JOURNAL_STREAM"))
     fmt = "%(levelname)s %(name)s: %(message)s" if under_journald else (
         "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.bridge.log_format == "json":
-        handler = logging.StreamHandler()
-        handler.setFormatter(_JsonFormatter())
-        logging.basicConfig(level=level, handlers=[handler], force=True)
-    else:
-        logging.basicConfig(level=level, format=fmt, force=True)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter() if settings.bridge.log_format == "json"
+                         else _TextFormatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Neither format names a thread or process: skip looking them up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     from bridge import logsafe
 
     logsafe.install(logging.getLogger().handlers, _secrets_of(settings))
+
+
+class _TextFormatter(logging.Formatter):
+    """The standard formatter, with the date and time of a second formatted once: several
+    lines a second share it, and ``strftime`` is a good part of a line's cost."""
+
+    _second: int | None = None
+    _stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:  # as the standard one: local time, then milliseconds
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return self.default_msec_format % (self._stamp, record.msecs)
+
+
+# Built once: json.dumps(..., ensure_ascii=False) builds an encoder on every call.
+_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -171,7 +192,7 @@ class _JsonFormatter(logging.Formatter):
             entry["message_id"] = message_id
         if record.exc_info:  # exc_text: the traceback as the safe-log filter redacted it
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _JSON.encode(entry)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -62,23 +62,66 @@ def _forms(secrets: Iterable[str]) -> tuple[list[str], frozenset[str]]:
     return sorted((literal | b64) - {""}, key=len, reverse=True), frozenset(b64)
 
 
+# Characters of log lines, most common first (words, numbers, ids); any other is rarer.
+_COMMON_CHARS = " e0123456789tasoinrlcdmuhgpf.:/-bywvk+x_jqz"
+_ANCHOR_CHARS = 4
+
+
+def _anchor(form: str) -> str:
+    """A part of ``form`` that any text holding the form holds: the few characters from the
+    one rarest in log lines (a search first looks for where an anchor could start)."""
+    if len(form) <= _ANCHOR_CHARS:
+        return form
+
+    def rarity(start: int) -> int:
+        found = _COMMON_CHARS.find(form[start])
+        return len(_COMMON_CHARS) if found < 0 else found
+
+    start = max(range(len(form) - _ANCHOR_CHARS + 1), key=rarity)
+    return form[start:start + _ANCHOR_CHARS]
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of ``words`` with common prefixes shared (``ab|ac`` is
+    ``a(?:b|c)``): the regex engine tries alternatives one by one, so fewer is faster."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def pattern(node: dict[str, dict]) -> str:
+        branches = [re.escape(char) + pattern(child) for char, child in sorted(node.items())
+                    if char]
+        if not branches:
+            return ""
+        ends = "" in node
+        body = branches[0] if len(branches) == 1 and not ends else f"(?:{'|'.join(branches)})"
+        return f"{body}?" if ends else body
+
+    return pattern(trie)
+
+
 _BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
 
 
 class Redactor:
     """Redaction for a fixed set of secrets, prepared once (the log filter runs it on every
-    line: a line holding no secret costs one regex search)."""
+    line: a line holding no secret costs one regex search, for the forms' anchors, which
+    start at characters rare in log lines so the search stops at few places)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms, self._b64 = _forms(secrets)
         self._forms = forms
         self._pattern = re.compile("|".join(map(re.escape, forms))) if forms else None
+        self._anchors = re.compile(_trie_pattern({_anchor(f) for f in forms})) if forms else None
 
     def __call__(self, text: str) -> str:
         """``text`` with each secret, and each derived form of it, replaced by ``***``. A
         base64 form is replaced with the whole base64 run around it (the rest of it, e.g. the
         account id in ``Basic base64(id:token)``, is no use without it)."""
-        if self._pattern is None or not text or self._pattern.search(text) is None:
+        if self._pattern is None or not text or self._anchors.search(text) is None:
             return text
         out: list[str] = []
         done = 0
