@@ -42,6 +42,8 @@ class OutboundRoute:
 
 Resolver = Callable[[str], list[str]]
 
+SOURCE_ANSWERS_KEPT = 4096
+
 
 def resolve_host(host: str) -> list[str]:
     """Addresses of a host name (or the address itself)."""
@@ -75,6 +77,10 @@ class Router:
                 for uri in filter(None, (account.registrar, account.proxy)):
                     nets.extend(ipaddress.ip_network(a) for a in resolver(host_of(uri)))
             self._acl[account.name] = nets
+        # account_for_source is pure in its arguments and asked once per MESSAGE; the answer
+        # for a (receiving account, address, From domain) is kept. Bounded: a hostile peer
+        # can vary the From domain at will, so the table starts afresh when full.
+        self._source_answers: dict[tuple[str, str, str], str | None] = {}
 
     # --- SIP side ---------------------------------------------------------------------------
 
@@ -88,8 +94,20 @@ class Router:
         matched against the trunk tenants' allowed source addresses; trunks that share
         addresses are told apart by the From domain (``match_domains``).
         """
+        key = (receiving_account, source_ip(source), from_domain)
         try:
-            ip = ipaddress.ip_address(source_ip(source))
+            return self._source_answers[key]
+        except KeyError:
+            pass
+        answer = self._match_source(*key)
+        if len(self._source_answers) >= SOURCE_ANSWERS_KEPT:
+            self._source_answers.clear()
+        self._source_answers[key] = answer
+        return answer
+
+    def _match_source(self, receiving_account: str, address: str, from_domain: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(address)
         except ValueError:
             return None
         account = self.accounts.get(receiving_account)

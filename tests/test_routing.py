@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.optout import Keyword, keyword_of
-from bridge.routing import InboundRoute, OutboundRoute, Refusal, Router
+from bridge.routing import SOURCE_ANSWERS_KEPT, InboundRoute, OutboundRoute, Refusal, Router
 from bridge.settings import ConfigError, Settings, load_settings
 
 CONFIG = """
@@ -146,6 +146,19 @@ def router(tmp_path_factory) -> Router:
 )
 def test_which_tenant_a_message_belongs_to(router, receiving, source, domain, account):
     assert router.account_for_source(receiving, source, domain) == account
+
+
+def test_remembered_source_answers_are_the_same_answers_and_stay_bounded(router):
+    # Asked again (from another port, as a peer's next MESSAGE is), the kept answer is the
+    # one a fresh match gives.
+    assert router.account_for_source("*trunk*", "192.0.2.5:5099", "a.hosted.example") == "hosted-a"
+    assert router.account_for_source("*trunk*", "192.0.2.5:6000", "b.hosted.example") == "hosted-b"
+    assert router.account_for_source("acme", "10.0.0.9:5062", "acme.pbx") is None
+    # A peer that varies its From domain without end cannot grow the table past its bound.
+    for n in range(SOURCE_ANSWERS_KEPT + 10):
+        router.account_for_source("*trunk*", "192.0.2.5:5060", f"d{n}.example")
+    assert len(router._source_answers) <= SOURCE_ANSWERS_KEPT
+    assert router.account_for_source("*trunk*", "192.0.2.5:5060", "a.hosted.example") == "hosted-a"
 
 
 @pytest.mark.parametrize(
