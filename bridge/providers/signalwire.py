@@ -170,7 +170,7 @@ class SignalWireProvider(TwilioProvider):
         raise WebhookUnauthorized("X-SignalWire-Signature does not match")
 
     @staticmethod
-    def _scheme_a_or_b(key: str, req: WebhookRequest, urls: list[str], signature: str) -> bool:
+    def _scheme_a_or_b(key: str, req: WebhookRequest, urls: Sequence[str], signature: str) -> bool:
         if any(constant_time_equal(scheme_a_signature(key, u, req.body), signature)
                for u in urls):
             return True
