@@ -14,12 +14,13 @@ import functools
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import aiohttp
+from aiohttp.payload import BytesPayload
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from bridge.model import InboundEvent, MediaRef, OutboundSms, SendFailed, SendResult, Sent
@@ -164,6 +165,17 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     """An HTTP Basic ``Authorization`` header (RFC 7617, UTF-8)."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def form_body(fields: Mapping[str, str] | Iterable[tuple[str, str]]) -> BytesPayload:
+    """A form POST's body, byte for byte what aiohttp's FormData sends for the same fields
+    (``urlencode`` in UTF-8, the same Content-Type), without FormData's per-request
+    multipart writer: building it was a tenth of a phone -> SMS text's CPU."""
+    pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+    return BytesPayload(urlencode(pairs, doseq=True).encode(), content_type=FORM_CONTENT_TYPE)
 
 
 def bearer_auth(token: str) -> dict[str, str]:

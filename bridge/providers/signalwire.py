@@ -52,6 +52,7 @@ from bridge.providers.base import (
     WebhookUnauthorized,
     basic_auth,
     constant_time_equal,
+    form_body,
     response_json,
 )
 from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
@@ -145,7 +146,7 @@ class SignalWireProvider(TwilioProvider):
             form.append(("StatusCallback", self.webhook_url()))
         url = f"{self.api_base}/api/laml/2010-04-01/Accounts/{cfg.project_id}/Messages.json"
         headers = {**basic_auth(*self._api_credentials()), "Accept": "application/json"}
-        async with self.http.post(url, data=form, headers=headers) as resp:
+        async with self.http.post(url, data=form_body(form), headers=headers) as resp:
             payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status") or "") or None)

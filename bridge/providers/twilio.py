@@ -51,6 +51,7 @@ from bridge.providers.base import (
     carrier_failure,
     constant_time_equal,
     first_error,
+    form_body,
     require,
     response_json,
 )
@@ -133,7 +134,8 @@ class TwilioProvider(Provider):
             form.append(("StatusCallback", self.webhook_url()))
         user, password = self._api_credentials()
         url = f"{self.api_base}/2010-04-01/Accounts/{cfg.account_sid}/Messages.json"
-        async with self.http.post(url, data=form, headers=basic_auth(user, password)) as resp:
+        headers = basic_auth(user, password)
+        async with self.http.post(url, data=form_body(form), headers=headers) as resp:
             payload = await response_json(resp)
             if resp.status in (200, 201) and isinstance(payload, dict) and payload.get("sid"):
                 return Sent(str(payload["sid"]), detail=str(payload.get("status", "")))

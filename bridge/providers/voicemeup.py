@@ -52,6 +52,7 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    form_body,
     response_json,
     text_field,
 )
@@ -101,7 +102,7 @@ class VoiceMeUpProvider(Provider):
     async def _queue(self, fields: list[tuple[str, str]]) -> SendResult:
         cfg = self.config
         form = [("username", cfg.username), ("auth_token", reveal(cfg.auth_token)), *fields]
-        async with self.http.post(self.api_base + QUEUE_SMS_PATH, data=form,
+        async with self.http.post(self.api_base + QUEUE_SMS_PATH, data=form_body(form),
                                   headers={"Accept": "application/json"}) as resp:
             payload = await response_json(resp)
             if not 200 <= resp.status < 300:

@@ -71,6 +71,7 @@ from bridge.providers.base import (
     WebhookMalformed,
     WebhookRequest,
     classify_http_failure,
+    form_body,
     media_list,
     response_json,
     text_field,
@@ -146,7 +147,7 @@ class VoipmsProvider(Provider):
         if cfg.request_method == "GET":
             request = self.http.get(url, params=fields)
         else:
-            request = self.http.post(url, data=fields)
+            request = self.http.post(url, data=form_body(fields))
         async with request as resp:
             payload = await response_json(resp)
             if resp.status != 200:

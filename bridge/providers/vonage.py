@@ -111,6 +111,7 @@ from bridge.providers.base import (
     bearer_auth,
     carrier_failure,
     constant_time_equal,
+    form_body,
     require,
     response_json,
 )
@@ -346,7 +347,7 @@ class VonageSmsProvider(VonageProvider):
         else:
             headers = basic_auth(cfg.api_key, reveal(cfg.api_secret))
         url = f"{self.api_base}/sms/json"
-        async with self.http.post(url, data=form, headers=headers) as resp:
+        async with self.http.post(url, data=form_body(form), headers=headers) as resp:
             payload = await response_json(resp)
             if resp.status != 200:
                 return self._problem_failure(resp.status, payload, resp.headers)
