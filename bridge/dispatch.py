@@ -210,8 +210,16 @@ class Dispatcher:
                 log.exception("message %d: attempt raised", message.id)
                 outcome = Retry(f"internal error: {type(exc).__name__}")
             await self._record_until_stored(message, outcome)
-        finally:
+        except BaseException:
             self._wake.set()
+            raise
+        else:
+            # The freed slot matters to the queue only when the last look left due messages
+            # behind; a retry or a deferral may be due sooner than the queue's next look.
+            # Otherwise no look: in steady traffic every text is handed over already claimed,
+            # and a look after each one was two queries per text for nothing.
+            if self._backlog or not isinstance(outcome, Done | Fail):
+                self._wake.set()
 
     async def _record_until_stored(self, message: StoredMessage, outcome: Outcome) -> None:
         """Record an attempt's outcome, however long the store needs to take writes again: the

@@ -105,6 +105,34 @@ async def test_a_text_stored_claimed_is_attempted_without_a_claim(store):
     assert [e.state for e in await store.history(ids[0])] == ["queued", "sent"]
 
 
+async def test_a_handed_over_text_done_costs_no_look_at_the_queue(store):
+    attempt = Recorder()
+    d = dispatcher(store, attempt)
+    looks = 0
+    claim_due = store.claim_due
+
+    async def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal looks
+        looks += 1
+        return await claim_due(*args, **kwargs)
+
+    store.claim_due = counted  # type: ignore[method-assign]
+    d.start()
+    await until(lambda: d.reserve() or False)
+    try:
+        before = looks
+        for n in range(5):
+            if n:
+                assert d.reserve()
+            _, claimed = await store.insert_claimed([outbound(f"handed over {n}")])
+            d.take(claimed)
+            await until(lambda: d.in_flight == 0)
+        assert looks == before  # five texts sent, the queue never read
+    finally:
+        await d.stop()
+    assert len(attempt.seen) == 5
+
+
 async def test_no_slot_is_promised_while_a_backlog_waits_or_every_slot_is_busy(store):
     attempt = Recorder(hold=True)
     d = dispatcher(store, attempt, concurrency=2)
