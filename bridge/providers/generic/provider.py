@@ -29,6 +29,7 @@ from bridge.providers.base import (
     WebhookRequest,
     WebhookUnauthorized,
     classify_http_failure,
+    form_body,
     retry_after_seconds,
 )
 from bridge.providers.generic.config import GenericConfig, Match, Outgoing, ReportConfig, status_in
@@ -151,7 +152,7 @@ class GenericProvider(Provider):
         else:
             flat = [(name, form_value(value)) for name, value in pairs]
             if cfg.encoding == "form":
-                kwargs["data"] = flat
+                kwargs["data"] = form_body(flat)
             else:
                 query = flat + query
         if query:
