@@ -12,7 +12,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -38,21 +39,6 @@ EXTENSION = "1001"  # receives the SMS -> phone texts
 # Phone -> SMS texts come from this many extensions of the trunk in turn, as from a PBX (one
 # extension sending everything would only measure its toll-fraud counters).
 SENDERS = [str(2000 + i) for i in range(1000)]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP (SIP listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 # --- /proc ------------------------------------------------------------------------------------

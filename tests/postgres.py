@@ -9,20 +9,15 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN_AS = "nobody"  # any unprivileged account will do; nobody exists on every Debian system
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:

@@ -23,24 +23,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tests.ports import free_port
+
 PEERS = Path(__file__).parent
 REPO = PEERS.parent.parent
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def sip_ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
