@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bridge.model import Direction, MediaRef, State
+from bridge.model import Direction, ImdnRequest, MediaRef, State
 from bridge.settings import PacingSettings
 from bridge.store import MIGRATIONS, NewMessage, Store, StoredMedia, StoreError
 
@@ -150,6 +150,21 @@ async def test_claim_moves_due_messages_to_sending_once(store):
     assert first[0].attempts == 1
     assert await store.claim_due(Direction.IN, 10) == []
     assert await store.claim_due(Direction.OUT, 10) == []
+
+
+@pytest.mark.parametrize("body", ["hi \u00e9\U0001f600", "a\0b"])
+async def test_a_text_stored_claimed_is_handed_over_as_it_reads_back(store, body):
+    """The record handed straight to an attempt is the one a later read gives, field for
+    field (built without reading the row back unless a NUL makes PostgreSQL store it
+    otherwise)."""
+    media = (MediaRef("https://example.test/a.jpg", "image/jpeg", 1234),
+             MediaRef("https://example.test/b"))
+    text = outbound(body, sender_id="+15550001111", media=media, intake_key="k-1",
+                    imdn=ImdnRequest("imdn-1", positive=True, negative=False))
+    (mid, _copy), claimed = await store.insert_claimed([text, outbound("copy")])
+    assert claimed is not None and claimed.state == State.SENDING and claimed.attempts == 1
+    assert claimed == await store.get(mid)
+    assert (await store.claim_due(Direction.OUT, 10))[0].body == "copy"  # the copy: queued
 
 
 async def test_two_instances_never_claim_the_same_message(store, other):

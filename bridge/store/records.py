@@ -62,6 +62,21 @@ class StoredMessage:
             carrier_parts=tuple(json.loads(row["carrier_parts"])), imdn=imdn,
         )
 
+    @classmethod
+    def just_claimed(cls, new: NewMessage, id: int, now: float) -> StoredMessage:
+        """The record ``from_row`` would read back for ``new`` stored at ``now`` already
+        claimed (state SENDING, its first attempt), without reading it back: the insert that
+        hands a text straight to its attempt is on every text's path. Only for values every
+        backend stores as given (see ``stored_as_given``)."""
+        return cls(
+            id=id, direction=new.direction, kind=new.kind, state=State.SENDING,
+            account=new.account, extension=new.extension, remote=new.remote, did=new.did,
+            provider=new.provider, carrier_id=new.carrier_id, copy_of=None,
+            sender_id=new.sender_id, body=new.body, media=new.media, attempts=1,
+            next_attempt_at=now, expires_at=new.expires_at, created_at=now, updated_at=now,
+            last_error=new.last_error, intake_key=new.intake_key, imdn=new.imdn,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
@@ -86,6 +101,15 @@ class NewMessage:
     event_detail: str = ""
     intake_key: str | None = None  # SIP journal key: a replayed MESSAGE is stored once
     imdn: ImdnRequest | None = None
+
+
+def stored_as_given(new: NewMessage) -> bool:
+    """Whether every backend stores ``new``'s text as it is: PostgreSQL keeps a NUL as
+    U+FFFD (``postgresql._text``), SQLite keeps it."""
+    return not any("\0" in text for text in (
+        new.account, new.extension, new.remote, new.body, new.did or "", new.provider or "",
+        new.carrier_id or "", new.sender_id or "", new.last_error or "", new.intake_key or "",
+        *(m.url + (m.content_type or "") for m in new.media)))
 
 
 MEDIA_FIELDS = ("token", "filename", "content_type", "size", "sha256", "origin", "source_key",

@@ -58,6 +58,7 @@ from bridge.store.records import (
     StoreError,
     imdn_json,
     media_json,
+    stored_as_given,
 )
 from bridge.store.sqlite import SqliteBackend
 
@@ -930,10 +931,12 @@ class Transaction:
         ``claim_due`` would claim it, and left in ``self.claimed`` for an attempt now."""
         db, now = self._db, time.time()
         ids: list[int] = []
+        claimed_first = False
         for i, m in enumerate(messages):
             claimed = (claim and i == 0 and m.state == State.QUEUED
                        and not (m.direction == Direction.IN
                                 and m.account in self._store._not_ours))
+            claimed_first = claimed_first or claimed
             row = db.execute(
                 """INSERT INTO messages (direction, kind, state, account, extension,
                    remote, did, provider, carrier_id, copy_of, sender_id, body, media,
@@ -959,9 +962,12 @@ class Transaction:
                 "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
                 (row["id"], now, str(m.state), m.event_detail or (m.last_error or "")),
             )
-        if claim and ids:
-            row = db.execute("SELECT * FROM messages WHERE id = ?", (ids[0],)).fetchone()
-            self.claimed = StoredMessage.from_row(row) if row["state"] == "sending" else None
+        if claim and ids and claimed_first:
+            if stored_as_given(messages[0]):
+                self.claimed = StoredMessage.just_claimed(messages[0], ids[0], now)
+            else:
+                row = db.execute("SELECT * FROM messages WHERE id = ?", (ids[0],)).fetchone()
+                self.claimed = StoredMessage.from_row(row)
         left_queued = messages[1:] if self.claimed else messages
         for direction in {m.direction for m in left_queued if m.state == State.QUEUED}:
             self._store.backend.notify(db, str(direction))
