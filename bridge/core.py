@@ -335,7 +335,7 @@ class Bridge:
             wait = await self.pacer.wait(message.did or "", message.id, pacing, time.time())
             if wait > 0:
                 return Defer(wait, f"paced: {message.did} may send again in {wait:.1f} s")
-        with self.metrics.carrier_latency.labels(provider.name).time():
+        with self.metrics.carrier_timer(provider.name).time():
             result = await provider.send(OutboundSms(
                 message_id=message.id, from_number=message.did or "", to_number=message.remote,
                 text=text, media=media, sender_id=message.sender_id,

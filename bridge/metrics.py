@@ -97,6 +97,9 @@ class Metrics:
         self._registrations: Registrations | None = None
         self.webhooks: dict[str, WebhookSeen] = {}  # provider name -> its webhooks
         self._holders: Callable[[], Mapping[str, str | None]] | None = None
+        # label children by their label values: few (directions x providers x states)
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     def observe_state(self, queue_stats: QueueStats, registrations: Registrations) -> None:
         """Where the scrape-time gauges come from (wired by the app)."""
@@ -113,9 +116,20 @@ class Metrics:
                 reason: str | None = None) -> None:
         """A message reached ``state``; ``reason`` (a failure class) for failed/rejected."""
         name = provider or NO_PROVIDER
-        self.messages.labels(str(direction), name, str(state)).inc()
+        key = (str(direction), name, str(state))
+        counted = self._counted.get(key)
+        if counted is None:  # labels() builds and locks per call; a text passes here twice
+            counted = self._counted[key] = self.messages.labels(*key)
+        counted.inc()
         if reason is not None:
             self.failures.labels(str(direction), name, reason).inc()
+
+    def carrier_timer(self, provider: str) -> Histogram:
+        """The carrier latency histogram of ``provider``, looked up once."""
+        timer = self._timers.get(provider)
+        if timer is None:
+            timer = self._timers[provider] = self.carrier_latency.labels(provider)
+        return timer
 
     def retried(self, direction: str) -> None:
         self.retries.labels(str(direction)).inc()
