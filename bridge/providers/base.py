@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import aiohttp
 from aiohttp.payload import BytesPayload
@@ -78,7 +78,7 @@ class WebhookRequest:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise WebhookMalformed("form body is not UTF-8") from None
-        return tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=False))
+        return tuple(parse_form(text))
 
     def form_dict(self) -> dict[str, str]:
         return dict(self.form())
@@ -176,6 +176,28 @@ def form_body(fields: Mapping[str, str] | Iterable[tuple[str, str]]) -> BytesPay
     multipart writer: building it was a tenth of a phone -> SMS text's CPU."""
     pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
     return BytesPayload(urlencode(pairs, doseq=True).encode(), content_type=FORM_CONTENT_TYPE)
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """A form body's fields, exactly as ``parse_qsl(text, keep_blank_values=True)`` reads them
+    (``&`` separates, a field without ``=`` has an empty value, ``+`` is a space, a
+    percent-escape that is not UTF-8 becomes U+FFFD), in half its time: parse_qsl's
+    per-field argument coercion was a fifteenth of an SMS -> phone text's CPU."""
+    fields = []
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="replace")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="replace")
+        fields.append((name, value))
+    return fields
 
 
 def bearer_auth(token: str) -> dict[str, str]:

@@ -38,7 +38,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator
 
@@ -53,6 +53,7 @@ from bridge.providers.base import (
     basic_auth,
     constant_time_equal,
     form_body,
+    parse_form,
     response_json,
 )
 from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
@@ -175,7 +176,7 @@ class SignalWireProvider(TwilioProvider):
         if any(constant_time_equal(scheme_a_signature(key, u, req.body), signature)
                for u in urls):
             return True
-        query = parse_qs(urlsplit(req.url).query)
+        query = parse_qs(urlsplit(req.url).query) if "bodySHA256" in req.url else {}
         if "bodySHA256" in query:
             # JSON on the compatibility surface: the URL is signed, the body hashed into it.
             if not constant_time_equal(hashlib.sha256(req.body).hexdigest(),
@@ -184,7 +185,7 @@ class SignalWireProvider(TwilioProvider):
             params: list[tuple[str, str]] = []
         elif req.method == "POST":
             try:
-                params = parse_qsl(req.body.decode("utf-8"), keep_blank_values=True)
+                params = parse_form(req.body.decode("utf-8"))
             except UnicodeDecodeError:
                 return False
         else:

@@ -1,13 +1,16 @@
-"""form_body: the bytes and headers aiohttp's FormData would send, for any field values."""
+"""form_body: the bytes and headers aiohttp's FormData would send, for any field values;
+parse_form: the fields parse_qsl reads, for any body."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 import pytest
 
-from bridge.providers.base import form_body
+from bridge.providers.base import form_body, parse_form
 
 FIELDS = [
     [("To", "+15557654321"), ("From", "+15551230001"), ("Body", "hello")],
@@ -45,3 +48,21 @@ async def test_form_body_is_what_formdata_sends(fields):
 async def test_form_body_length_header_counts_its_bytes():
     body, _, length = await _sent(form_body([("Body", "😀" * 100)]))
     assert int(length) == len(body) == len("Body=") + 100 * len("%F0%9F%98%80")
+
+
+ODD_BODIES = ["", "&", "&&a=1&&", "a", "a=", "=b", "=", "a=b=c", "a+b=c+d", "%", "%2", "%zz=%4",
+              "a=%FF%FE", "%E2%82=%E2%82%AC", "%00=%0A", "a=1;b=2", "+=+", "a=%2B%26%3D",
+              "\u00e9=\U0001f600", "a=1&a=2&a="]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES + [urlencode(f) for f in FIELDS])
+def test_parse_form_reads_what_parse_qsl_reads(body):
+    assert parse_form(body) == parse_qsl(body, keep_blank_values=True)
+
+
+def test_parse_form_reads_what_parse_qsl_reads_for_random_bodies():
+    rng = random.Random(16)  # fixed: a failure is reproducible
+    alphabet = "ab=&+%;2Ff0e\u00e9 \U0001f600"
+    for _ in range(3000):
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randrange(24)))
+        assert parse_form(body) == parse_qsl(body, keep_blank_values=True), body
