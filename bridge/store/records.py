@@ -104,12 +104,12 @@ class NewMessage:
 
 
 def stored_as_given(new: NewMessage) -> bool:
-    """Whether every backend stores ``new``'s text as it is: PostgreSQL keeps a NUL as
-    U+FFFD (``postgresql._text``), SQLite keeps it."""
+    """Whether every backend stores ``new``'s text columns as they are: PostgreSQL keeps a
+    NUL as U+FFFD (``postgresql._text``), SQLite keeps it. (Media and IMDN are stored as
+    JSON, which escapes a NUL.)"""
     return not any("\0" in text for text in (
         new.account, new.extension, new.remote, new.body, new.did or "", new.provider or "",
-        new.carrier_id or "", new.sender_id or "", new.last_error or "", new.intake_key or "",
-        *(m.url + (m.content_type or "") for m in new.media)))
+        new.carrier_id or "", new.sender_id or "", new.last_error or "", new.intake_key or ""))
 
 
 MEDIA_FIELDS = ("token", "filename", "content_type", "size", "sha256", "origin", "source_key",
