@@ -162,7 +162,8 @@ async def memory(root: Path, carrier: Carrier, rate: int, seconds: float) -> lis
                 run = await sc.memory_run(bridge, carrier, transport, rate, seconds)
             finally:
                 await asyncio.to_thread(bridge.stop)
-            print(f"  {transport}: {run.delivered:,}/{run.sent:,} delivered, RSS "
+            print(f"  {transport}: {run.delivered:,}/{run.sent:,} delivered, "
+                  f"{run.throughput:,.0f}/s, {run.cpu_ms_per_text:.3f} ms CPU a text, RSS "
                   f"{run.start_rss_mib:.0f} -> peak {run.peak_rss_mib:.0f} MiB", flush=True)
             runs.append(run)
     finally:
@@ -288,6 +289,8 @@ def report(runs: list[Run], peer: PeerRun | None, ceil: sc.Ceilings, backlog: sc
             "peak RSS (MiB)", none, none,
             first(f"{m.peak_rss_mib:.0f} (from {m.start_rss_mib:.0f}; "
                   f"{m.delivered:,}/{m.sent:,} delivered)"), ratio=False)
+        add(f"  throughput over {m.transport.upper()} (msg/s; CPU ms per text)", none, none,
+            first(f"{m.throughput:,.0f} ({m.cpu_ms_per_text:.3f})"), ratio=False)
     add("Ceiling: pjsua2 → pjsua2 MESSAGE (msg/s; CPU ms per MESSAGE sent / received)",
         (nan, f"{ceil.sip_per_s:,.0f} ({ceil.sip_send_ms:.3f} / {ceil.sip_recv_ms:.3f})"),
         none, blank, ratio=False)

@@ -197,21 +197,33 @@ class MemoryRun:
     delivered: int
     start_rss_mib: float
     peak_rss_mib: float
+    # whether the bridge kept up (delivered / (last arrival - first send)) and what a text
+    # cost it over this transport: TCP to the PBX is one of the ways to a cheaper text
+    throughput: float = math.nan
+    cpu_ms_per_text: float = math.nan
 
 
 async def memory_run(bridge: Bridge, carrier: Carrier, transport: str, rate: int,
                      seconds: float) -> MemoryRun:
     """sipp at ``rate`` for ``seconds`` over ``transport``; the bridge's peak RSS (VmHWM of a
-    bridge started for this run alone)."""
+    bridge started for this run alone), throughput and CPU per text."""
     tag = f"m{transport}{rate}"
     sent = int(rate * seconds)
     start = memory_kib(bridge.pid)["VmRSS"] / 1024
+    cpu, began = CpuWindow(bridge.pid).start(), time.time()
     sipp = await asyncio.to_thread(run_sipp, f"127.0.0.1:{bridge.sip_port}", count=sent,
                                    rate=rate, tag=tag, timeout=seconds * 3 + 30,
                                    transport="t1" if transport == "tcp" else "u1")
     await wait_for_count(lambda: carrier.count(f"bench {tag} "), sipp.successful)
-    return MemoryRun(transport, rate, seconds, sent, carrier.count(f"bench {tag} "), start,
-                     memory_kib(bridge.pid)["VmHWM"] / 1024)
+    cpu.stop()
+    arrivals = [t for t, body in await asyncio.to_thread(carrier.dump)
+                if body.startswith(f"bench {tag} ")]
+    span = max(arrivals) - began if arrivals else 0.0
+    return MemoryRun(transport, rate, seconds, sent, len(arrivals), start,
+                     memory_kib(bridge.pid)["VmHWM"] / 1024,
+                     throughput=len(arrivals) / span if span > 0 else math.nan,
+                     cpu_ms_per_text=1000 * cpu.seconds / len(arrivals) if arrivals
+                     else math.nan)
 
 
 async def stepped(run_step: Callable[[int], Awaitable[Step]], rates: tuple[int, ...]
