@@ -38,7 +38,6 @@ import hmac
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator
 
@@ -56,7 +55,12 @@ from bridge.providers.base import (
     parse_form,
     response_json,
 )
-from bridge.providers.twilio import TwilioProvider, _port_variants, twilio_signature
+from bridge.providers.twilio import (
+    TwilioProvider,
+    _port_variants,
+    signed_body_hash,
+    twilio_signature,
+)
 from bridge.secrets import Secret, reveal
 
 SIGNATURE_HEADERS = ("X-SignalWire-Signature", "X-Twilio-Signature")
@@ -176,11 +180,10 @@ class SignalWireProvider(TwilioProvider):
         if any(constant_time_equal(scheme_a_signature(key, u, req.body), signature)
                for u in urls):
             return True
-        query = parse_qs(urlsplit(req.url).query) if "bodySHA256" in req.url else {}
-        if "bodySHA256" in query:
+        body_sha256 = signed_body_hash(req.url)
+        if body_sha256 is not None:
             # JSON on the compatibility surface: the URL is signed, the body hashed into it.
-            if not constant_time_equal(hashlib.sha256(req.body).hexdigest(),
-                                       query["bodySHA256"][0]):
+            if not constant_time_equal(hashlib.sha256(req.body).hexdigest(), body_sha256):
                 return False
             params: list[tuple[str, str]] = []
         elif req.method == "POST":

@@ -931,12 +931,12 @@ class Transaction:
         ``claim_due`` would claim it, and left in ``self.claimed`` for an attempt now."""
         db, now = self._db, time.time()
         ids: list[int] = []
-        claimed_first = False
+        first = messages[0] if messages else None
+        claim_first = (claim and first is not None and first.state == State.QUEUED
+                       and not (first.direction == Direction.IN
+                                and first.account in self._store._not_ours))
         for i, m in enumerate(messages):
-            claimed = (claim and i == 0 and m.state == State.QUEUED
-                       and not (m.direction == Direction.IN
-                                and m.account in self._store._not_ours))
-            claimed_first = claimed_first or claimed
+            claimed = claim_first and i == 0
             row = db.execute(
                 """INSERT INTO messages (direction, kind, state, account, extension,
                    remote, did, provider, carrier_id, copy_of, sender_id, body, media,
@@ -962,9 +962,9 @@ class Transaction:
                 "INSERT INTO events (message_id, at, state, detail) VALUES (?,?,?,?)",
                 (row["id"], now, str(m.state), m.event_detail or (m.last_error or "")),
             )
-        if claim and ids and claimed_first:
-            if stored_as_given(messages[0]):
-                self.claimed = StoredMessage.just_claimed(messages[0], ids[0], now)
+        if claim_first and first is not None:
+            if stored_as_given(first):
+                self.claimed = StoredMessage.just_claimed(first, ids[0], now)
             else:
                 row = db.execute("SELECT * FROM messages WHERE id = ?", (ids[0],)).fetchone()
                 self.claimed = StoredMessage.from_row(row)
