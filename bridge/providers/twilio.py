@@ -13,6 +13,11 @@ Facts and sources (see also shared providers.md §1):
   name, then value, an identical repeated value counted once: ``sorted(set(values))``),
   checked with and without the default port, since Twilio is inconsistent about it; JSON
   bodies carry ``bodySHA256`` in the URL instead. [sdk] twilio-python request_validator.py
+- A webhook that a Webhooks Rule signs with a SharedKey carries
+  ``X-Twilio-Webhooks-Signature-Settings: key=<SharedKey id>,algorithm=HMAC_SHA256`` (or
+  ``HMAC_SHA1``): the signed string is the same, the HMAC key is that SharedKey's secret and
+  the hash is the one named. [doc] twilio.com/docs/usage/webhooks/webhook-shared-keys
+  (Public Beta); [sdk] twilio-python 9.13 request_validator.py ``get_signature_algorithm``
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class TwilioConfig(ProviderConfig):
     api_key_secret: Secret | None = None
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
     status_callback: bool = True  # ask Twilio to post delivery reports to our webhook
+    # SharedKey id -> secret, for webhooks a Webhooks Rule signs with a SharedKey instead of
+    # the auth token; two entries while a key is rotated.
+    webhook_shared_keys: dict[str, Secret] = Field(default_factory=dict)
 
 
 # Twilio's message status vocabulary mapped to ours; statuses absent here carry no news.
@@ -81,12 +89,29 @@ INBOUND_STATUSES = frozenset({"received", "receiving", ""})
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]]) -> str:
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+# The algorithms a Webhook Setting may name, as hashlib names them.
+SIGNATURE_ALGORITHMS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+
+
+def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]],
+                     digest: str = "sha1") -> str:
     """The signature Twilio computes: URL, then each name+value sorted by name then value,
     a value repeated under one name counted once (the SDK signs ``sorted(set(values))``)."""
     payload = url + "".join(k + v for k, v in sorted(set(params)))
-    digest = hmac.digest(auth_token.encode(), payload.encode("utf-8"), "sha1")
-    return base64.b64encode(digest).decode()
+    mac = hmac.digest(auth_token.encode(), payload.encode("utf-8"), digest)
+    return base64.b64encode(mac).decode()
+
+
+def signature_settings(header: str) -> tuple[str, str]:
+    """The SharedKey id and algorithm a ``X-Twilio-Webhooks-Signature-Settings`` header
+    names (``key=<id>,algorithm=<name>``); no algorithm means HMAC_SHA1, as in the SDK."""
+    fields: dict[str, str] = {}
+    for part in header.split(","):
+        name, separator, value = part.partition("=")
+        if separator:
+            fields.setdefault(name.strip().lower(), value.strip())
+    return fields.get("key", ""), fields.get("algorithm") or "HMAC_SHA1"
 
 
 @functools.lru_cache(maxsize=256)
@@ -120,7 +145,8 @@ def signed_body_hash(url: str) -> str | None:
 class TwilioProvider(Provider):
     Config = TwilioConfig
     default_api_base = "https://api.twilio.com"
-    webhook_auth = "X-Twilio-Signature (HMAC-SHA1 with the auth token)"
+    webhook_auth = ("X-Twilio-Signature (HMAC-SHA1 with the auth token, or the SharedKey and "
+                    "algorithm a Webhooks Rule names)")
     opt_out_codes = frozenset({"21610"})
     # Body: at most 1,600 characters (error 21617); MediaUrl: at most 10.
     text_limit = TextLimit(1600)
@@ -180,7 +206,7 @@ class TwilioProvider(Provider):
         signature = req.headers.get("X-Twilio-Signature", "")
         if not signature:
             raise WebhookUnauthorized("X-Twilio-Signature header missing")
-        token = reveal(self.config.auth_token)
+        token, digest = self._signing_key(req)
         body_sha256 = signed_body_hash(req.url)
         if body_sha256 is not None:
             # JSON webhooks: the signature covers the URL only, the body is hashed into it.
@@ -191,9 +217,27 @@ class TwilioProvider(Provider):
         else:
             params = req.form() if req.method == "POST" else []
         for url in _port_variants(req.url):
-            if constant_time_equal(twilio_signature(token, url, params), signature):
+            if constant_time_equal(twilio_signature(token, url, params, digest), signature):
                 return
         raise WebhookUnauthorized("X-Twilio-Signature does not match")
+
+    def _signing_key(self, req: WebhookRequest) -> tuple[str, str]:
+        """The HMAC key and hash a webhook was signed with: the auth token and SHA-1, or
+        the SharedKey and algorithm its signature-settings header names."""
+        settings = req.headers.get(SIGNATURE_SETTINGS_HEADER)
+        if settings is None:
+            return reveal(self.config.auth_token), "sha1"
+        key_id, algorithm = signature_settings(settings)
+        digest = SIGNATURE_ALGORITHMS.get(algorithm.upper())
+        if digest is None:
+            raise WebhookUnauthorized(f"signature algorithm {algorithm[:40]!r} is not one "
+                                      f"Twilio documents (HMAC_SHA1, HMAC_SHA256)")
+        secret = self.config.webhook_shared_keys.get(key_id)
+        if secret is None:
+            raise WebhookUnauthorized(
+                f"signed with SharedKey {key_id[:80]!r}, which is not in this carrier's "
+                f"webhook_shared_keys")
+        return reveal(secret), digest
 
     def parse(self, req: WebhookRequest) -> list[InboundEvent]:
         fields = req.form_dict()

@@ -6,11 +6,12 @@ import base64
 from urllib.parse import urlencode
 
 import pytest
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from bridge.model import DeliveryReport, InboundMessage, OutboundSms, Sent, State
 from bridge.providers.base import WebhookRequest, WebhookUnauthorized
 from bridge.providers.twilio import TwilioProvider, twilio_signature
+from bridge.secrets import secret_values
 from tests.carrier_server import CannedResponse, CarrierServer
 from tests.providers.carriers import TWILIO as CARRIER
 from tests.providers.harness import PUBLIC
@@ -154,3 +155,102 @@ def test_repeated_identical_values_are_signed_once_as_the_sdk_does():
                                        "Content-Type": "application/x-www-form-urlencoded"},
                          [], urlencode(items).encode(), "127.0.0.1")
     provider.verify(req)
+
+
+# --- JSON webhooks (bodySHA256) and SharedKey signatures, signed by the SDK -------------------
+
+JSON_BODY = '{"MessageSid": "SM1", "MessageStatus": "delivered"}'
+
+
+def test_json_webhook_signed_with_body_sha256_by_the_sdk_passes_and_a_changed_body_fails():
+    provider = make_provider()
+    validator = RequestValidator(TOKEN)
+    url = f"{provider.webhook_url()}?bodySHA256={validator.compute_hash(JSON_BODY)}"
+    signature = validator.compute_signature(url, {})
+    assert validator.validate(url, JSON_BODY, signature)
+    headers = {"X-Twilio-Signature": signature, "Content-Type": "application/json"}
+    provider.verify(WebhookRequest("POST", url, headers, [], JSON_BODY.encode(), "127.0.0.1"))
+    with pytest.raises(WebhookUnauthorized, match="bodySHA256"):
+        provider.verify(WebhookRequest("POST", url, headers, [],
+                                       JSON_BODY.replace("SM1", "SM2").encode(), "127.0.0.1"))
+
+
+SHARED_ID, SHARED_SECRET = "webhooks_sharedkey_01", "shared-key-secret-01"
+NEXT_ID, NEXT_SECRET = "webhooks_sharedkey_02", "shared-key-secret-02"
+PARAMS = {"MessageSid": "SM1", "From": "+14155550100", "To": "+14155550199", "Body": "x"}
+
+
+def shared_key_request(provider, secret: str, settings: str | None, algorithm: str):
+    url = provider.webhook_url()
+    signature = RequestValidator(secret).compute_signature(url, PARAMS, algorithm)
+    headers = {"X-Twilio-Signature": signature,
+               "Content-Type": "application/x-www-form-urlencoded"}
+    if settings is not None:
+        headers["X-Twilio-Webhooks-Signature-Settings"] = settings
+    return WebhookRequest("POST", url, headers, [], urlencode(PARAMS).encode(), "127.0.0.1")
+
+
+def shared_key_provider():
+    return make_provider(webhook_shared_keys={SHARED_ID: SHARED_SECRET,
+                                              NEXT_ID: {"env": "TWILIO_NEXT_SHARED_KEY"}})
+
+
+@pytest.mark.parametrize(("settings", "algorithm"), [
+    (f"key={SHARED_ID},algorithm=HMAC_SHA256", "HMAC_SHA256"),
+    (f"key={SHARED_ID},algorithm=HMAC_SHA1", "HMAC_SHA1"),
+    (f" algorithm=hmac_sha256 , key={SHARED_ID} ", "HMAC_SHA256"),
+    (f"key={SHARED_ID}", "HMAC_SHA1"),  # no algorithm named: the SDK's HMAC_SHA1
+])
+def test_shared_key_signatures_from_the_sdk_pass(monkeypatch, settings, algorithm):
+    monkeypatch.setenv("TWILIO_NEXT_SHARED_KEY", NEXT_SECRET)
+    provider = shared_key_provider()
+    req = shared_key_request(provider, SHARED_SECRET, settings, algorithm)
+    sdk_algorithm = get_signature_algorithm(settings)
+    assert RequestValidator(SHARED_SECRET).validate(
+        req.url, PARAMS, req.headers["X-Twilio-Signature"], sdk_algorithm.upper())
+    provider.verify(req)
+
+
+def test_both_keys_pass_while_a_shared_key_is_rotated(monkeypatch):
+    monkeypatch.setenv("TWILIO_NEXT_SHARED_KEY", NEXT_SECRET)
+    provider = shared_key_provider()
+    for key_id, secret in ((SHARED_ID, SHARED_SECRET), (NEXT_ID, NEXT_SECRET)):
+        provider.verify(shared_key_request(
+            provider, secret, f"key={key_id},algorithm=HMAC_SHA256", "HMAC_SHA256"))
+
+
+@pytest.mark.parametrize(("secret", "settings", "algorithm", "reason"), [
+    # a key the config does not list: refused, naming it
+    (SHARED_SECRET, "key=webhooks_sharedkey_99,algorithm=HMAC_SHA256", "HMAC_SHA256",
+     "'webhooks_sharedkey_99', which is not in"),
+    # the right key but the other key's secret
+    (NEXT_SECRET, f"key={SHARED_ID},algorithm=HMAC_SHA256", "HMAC_SHA256", "does not match"),
+    # a hash other than the one the header names
+    (SHARED_SECRET, f"key={SHARED_ID},algorithm=HMAC_SHA256", "HMAC_SHA1", "does not match"),
+    # an algorithm Twilio does not document
+    (SHARED_SECRET, f"key={SHARED_ID},algorithm=HMAC_MD5", "HMAC_SHA1", "HMAC_MD5"),
+    # the auth token's signature with a SharedKey header, and a SharedKey's without one
+    (TOKEN, f"key={SHARED_ID},algorithm=HMAC_SHA1", "HMAC_SHA1", "does not match"),
+    (SHARED_SECRET, None, "HMAC_SHA1", "does not match"),
+])
+def test_shared_key_signatures_that_do_not_hold_are_refused(monkeypatch, secret, settings,
+                                                             algorithm, reason):
+    monkeypatch.setenv("TWILIO_NEXT_SHARED_KEY", NEXT_SECRET)
+    provider = shared_key_provider()
+    with pytest.raises(WebhookUnauthorized, match=reason):
+        provider.verify(shared_key_request(provider, secret, settings, algorithm))
+
+
+def test_a_shared_key_header_without_configured_keys_is_refused_not_an_error():
+    provider = make_provider()
+    req = shared_key_request(provider, SHARED_SECRET, f"key={SHARED_ID},algorithm=HMAC_SHA256",
+                             "HMAC_SHA256")
+    with pytest.raises(WebhookUnauthorized, match="webhook_shared_keys"):
+        provider.verify(req)
+
+
+def test_shared_key_secrets_are_redacted_and_never_in_reprs(monkeypatch):
+    monkeypatch.setenv("TWILIO_NEXT_SHARED_KEY", NEXT_SECRET)
+    config = shared_key_provider().config
+    assert {SHARED_SECRET, NEXT_SECRET} <= set(secret_values(config))
+    assert SHARED_SECRET not in repr(config) and NEXT_SECRET not in repr(config)
