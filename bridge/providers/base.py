@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 from aiohttp.payload import BytesPayload
@@ -174,8 +174,26 @@ def form_body(fields: Mapping[str, str] | Iterable[tuple[str, str]]) -> BytesPay
     """A form POST's body, byte for byte what aiohttp's FormData sends for the same fields
     (``urlencode`` in UTF-8, the same Content-Type), without FormData's per-request
     multipart writer: building it was a tenth of a phone -> SMS text's CPU."""
-    pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
-    return BytesPayload(urlencode(pairs, doseq=True).encode(), content_type=FORM_CONTENT_TYPE)
+    pairs = fields.items() if isinstance(fields, Mapping) else fields
+    body = "&".join(_form_quote(name) + "=" + _form_quote(value) for name, value in pairs)
+    return BytesPayload(body.encode("ascii"), content_type=FORM_CONTENT_TYPE)
+
+
+# quote_plus's rule as one table: the bytes it leaves alone, "+" for a space, %XX otherwise.
+_FORM_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_FORM_QUOTED = {byte: "+" if byte == 0x20 else chr(byte) if byte in _FORM_SAFE else f"%{byte:02X}"
+                for byte in range(256)}
+
+
+def _form_quote(text: str) -> str:
+    """``quote_plus(text)`` in UTF-8, a third of its time: its per-byte Python loop was most
+    of encoding a carrier's form. Each UTF-8 byte is looked up as the Latin-1 character of
+    the same value."""
+    if not isinstance(text, str):  # a number: urlencode writes str() of it
+        text = str(text)
+    if text.isascii() and text.isalnum():
+        return text
+    return text.encode("utf-8").decode("latin-1").translate(_FORM_QUOTED)
 
 
 def parse_form(text: str) -> list[tuple[str, str]]:

@@ -45,6 +45,19 @@ async def test_form_body_is_what_formdata_sends(fields):
     assert expected[1] == "application/x-www-form-urlencoded"
 
 
+async def test_form_body_encodes_what_urlencode_encodes_for_random_text():
+    rng = random.Random(16)  # fixed: a failure is reproducible
+    ranges = [(0, 0x80), (0x80, 0x800), (0x800, 0xD800), (0xE000, 0x110000)]
+
+    def text(most: int) -> str:
+        return "".join(chr(rng.randrange(*rng.choice(ranges))) for _ in range(rng.randrange(most)))
+
+    for _ in range(3000):
+        pairs = [(text(4), text(24)) for _ in range(rng.randrange(4))]
+        assert form_body(pairs)._value == urlencode(pairs).encode(), pairs
+    assert form_body([("n", 7)])._value == urlencode([("n", 7)]).encode()  # type: ignore[list-item]
+
+
 async def test_form_body_length_header_counts_its_bytes():
     body, _, length = await _sent(form_body([("Body", "😀" * 100)]))
     assert int(length) == len(body) == len("Body=") + 100 * len("%F0%9F%98%80")
