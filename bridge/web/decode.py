@@ -15,6 +15,7 @@ NUL is refused in the same places: no carrier sends it in a text, and C strings 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 
 from aiohttp import web
@@ -66,6 +67,15 @@ def json_problem(value: object, where: str = "body") -> str | None:
     return None
 
 
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, or None for any other type (looked up once per
+    type: ``dataclasses.fields`` per event was half of this check)."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 def events_problem(events: Iterable[object]) -> str | None:
     """The first string field of the parsed events (nested media and part references
     included) that is not valid text."""
@@ -76,8 +86,8 @@ def events_problem(events: Iterable[object]) -> str | None:
             if isinstance(item, str):
                 if invalid_text(item):
                     return f"a field of a {type(event).__name__} is not valid text"
-            elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-                stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+            elif (names := _field_names(type(item))) is not None:
+                stack.extend(getattr(item, name) for name in names)
             elif isinstance(item, list | tuple):
                 stack.extend(item)
     return None
