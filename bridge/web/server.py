@@ -201,19 +201,18 @@ class WebhookServer:
             async with asyncio.timeout(UPLOAD_TIMEOUT):
                 return await handler(request)
         if request.body_exists:
-            if request.content.is_eof():
-                await request.read()  # all of it has arrived: no wait, no timer needed
-            else:
-                try:
-                    async with asyncio.timeout(self.limits.body_timeout):
-                        await request.read()  # raises 413 past client_max_size
-                except TimeoutError:
-                    log.warning("client %s sent no complete body in %g s: %s %s closed",
-                                request.remote, self.limits.body_timeout, request.method,
-                                mask_paths(request.path))
-                    response = _plain(408)
-                    response.force_close()
-                    return response
+            # a body that has all arrived is read without arming a timer
+            timeout = None if request.content.is_eof() else self.limits.body_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.read()  # raises 413 past client_max_size
+            except TimeoutError:
+                log.warning("client %s sent no complete body in %g s: %s %s closed",
+                            request.remote, self.limits.body_timeout, request.method,
+                            mask_paths(request.path))
+                response = _plain(408)
+                response.force_close()
+                return response
         return await handler(request)
 
     async def _healthz(self, request: web.Request) -> web.Response:
