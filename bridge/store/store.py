@@ -28,7 +28,9 @@ instance claims next.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -209,9 +211,26 @@ class Store(ConsoleReads):
         elif db.total_changes == changes:  # read only: no fsync to wait for
             self._settled(self._commit_or_fail(db, outcomes))
         else:
-            committing = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._commit_or_fail, db, outcomes)
-            committing.add_done_callback(lambda done: self._settled(done.result()))
+            # The executor's own future, not run_in_executor's: wrapping it in an asyncio
+            # future per transaction was a twentieth of a text's CPU.
+            loop = asyncio.get_running_loop()
+            try:
+                committing = self._executor.submit(self._commit_or_fail, db, outcomes)
+            except RuntimeError:  # executor shut down: the store was closed
+                self._settled([(f, None, StoreError("store is closed")) for f, _, _ in outcomes])
+                return
+            committing.add_done_callback(functools.partial(self._committed, loop, outcomes))
+
+    def _committed(self, loop: asyncio.AbstractEventLoop,
+                   outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+                   done: concurrent.futures.Future[Any]) -> None:
+        """Store thread: a commit is over; settle its calls on the loop."""
+        if done.cancelled():  # the store closed before the commit ran
+            settled = [(f, None, StoreError("store is closed")) for f, _, _ in outcomes]
+        else:
+            settled = done.result()  # _commit_or_fail returns failures, never raises
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self._settled, settled)
 
     def _settled(self, outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
                  ) -> None:
