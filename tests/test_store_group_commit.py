@@ -139,3 +139,17 @@ async def test_sqlite_scanning_reads_run_beside_the_loop_and_see_what_was_commit
         await s.close()
     with pytest.raises(Exception, match="closed"):
         await s.list_messages()
+
+
+@pytest.mark.parametrize("store_target", ["sqlite"], indirect=True)
+async def test_a_commit_that_raises_fails_its_calls_instead_of_leaving_them_waiting(
+        store, monkeypatch):
+    """SQLite hands only the commit to the store thread: even when it raises there, every
+    call of the transaction hears back."""
+    def broken_commit(db: Any, outcomes: Any) -> Any:
+        raise OSError("the rollback after a failed commit failed too")
+
+    monkeypatch.setattr(store, "_commit_or_fail", broken_commit)
+    outcome = await asyncio.wait_for(
+        asyncio.gather(store.insert([inbound("SM1")]), return_exceptions=True), 5)
+    assert isinstance(outcome[0], OSError)
