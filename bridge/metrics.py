@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -97,9 +98,9 @@ class Metrics:
         self._registrations: Registrations | None = None
         self.webhooks: dict[str, WebhookSeen] = {}  # provider name -> its webhooks
         self._holders: Callable[[], Mapping[str, str | None]] | None = None
-        # label children by their label values: few (directions x providers x states)
-        self._counted: dict[tuple[str, str, str], Counter] = {}
-        self._timers: dict[str, Histogram] = {}
+        # label children of the per-text metrics by metric and label values: few
+        # (directions x providers x states); labels() builds and locks on every call
+        self._children: dict[tuple[object, ...], Any] = {}
 
     def observe_state(self, queue_stats: QueueStats, registrations: Registrations) -> None:
         """Where the scrape-time gauges come from (wired by the app)."""
@@ -116,20 +117,21 @@ class Metrics:
                 reason: str | None = None) -> None:
         """A message reached ``state``; ``reason`` (a failure class) for failed/rejected."""
         name = provider or NO_PROVIDER
-        key = (str(direction), name, str(state))
-        counted = self._counted.get(key)
-        if counted is None:  # labels() builds and locks per call; a text passes here twice
-            counted = self._counted[key] = self.messages.labels(*key)
-        counted.inc()
+        self._child(self.messages, str(direction), name, str(state)).inc()
         if reason is not None:
             self.failures.labels(str(direction), name, reason).inc()
 
     def carrier_timer(self, provider: str) -> Histogram:
         """The carrier latency histogram of ``provider``, looked up once."""
-        timer = self._timers.get(provider)
-        if timer is None:
-            timer = self._timers[provider] = self.carrier_latency.labels(provider)
-        return timer
+        return self._child(self.carrier_latency, provider)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, built once (a text passes here several times)."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def retried(self, direction: str) -> None:
         self.retries.labels(str(direction)).inc()

@@ -47,12 +47,12 @@ from bridge.providers.base import (
     Provider,
     ProviderConfig,
     TextLimit,
+    WebhookMalformed,
     WebhookRequest,
     WebhookUnauthorized,
     basic_auth,
     constant_time_equal,
     form_body,
-    parse_form,
     response_json,
 )
 from bridge.providers.twilio import (
@@ -188,8 +188,8 @@ class SignalWireProvider(TwilioProvider):
             params: list[tuple[str, str]] = []
         elif req.method == "POST":
             try:
-                params = parse_form(req.body.decode("utf-8"))
-            except UnicodeDecodeError:
+                params = req.form()  # parsed once: parse() reads it again
+            except WebhookMalformed:  # not UTF-8
                 return False
         else:
             params = []
